@@ -1,0 +1,1 @@
+"""The pure core: providers, schemas, transforms, rules and stores. Never imports dagster."""

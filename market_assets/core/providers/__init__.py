@@ -1,0 +1,1 @@
+"""Vendor adapters behind one protocol, and the registry that routes datasets to them."""

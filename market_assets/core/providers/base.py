@@ -1,0 +1,165 @@
+"""Provider protocols, requests, results and the error hierarchy every adapter uses.
+
+Errors form one hierarchy so callers catch at the right level:
+
+    ProviderError
+    ├── TransientError          retried with exponential backoff and jitter
+    │   └── RateLimitedError    retried after the vendor's `retry_after`
+    └── PermanentError          never retried
+        ├── AuthError
+        ├── BadRequestError
+        ├── UnknownSymbolError
+        └── NoDataError
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import polars as pl
+
+from market_assets.core.errors import MarketAssetsError
+from market_assets.core.schemas import GRANULARITIES
+from market_assets.core.symbols import validate_symbols
+
+
+class ProviderError(MarketAssetsError):
+    """A vendor call failed. The message names vendor, dataset, symbols and time range."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str,
+        dataset: str = "",
+        symbols: tuple[str, ...] = (),
+        start: dt.date | dt.datetime | None = None,
+        end: dt.date | dt.datetime | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.dataset = dataset
+        self.symbols = tuple(symbols)
+        self.start = start
+        self.end = end
+        self.reason = message
+        super().__init__(self._describe(message))
+
+    def _describe(self, message: str) -> str:
+        parts = [f"{self.vendor}"]
+        if self.dataset:
+            parts.append(f"dataset={self.dataset}")
+        if self.symbols:
+            shown = ",".join(self.symbols[:10]) + ("..." if len(self.symbols) > 10 else "")
+            parts.append(f"symbols={shown}")
+        if self.start is not None or self.end is not None:
+            parts.append(f"range=[{self.start}, {self.end})")
+        return f"{' '.join(parts)}: {message}"
+
+
+class TransientError(ProviderError):
+    """Server error, timeout or connection reset: worth retrying."""
+
+    retryable = True
+
+
+class RateLimitedError(TransientError):
+    """The vendor said slow down (HTTP 429); wait `retry_after` seconds when it says."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class PermanentError(ProviderError):
+    """Retrying will not help."""
+
+
+class AuthError(PermanentError):
+    """Missing or rejected credentials (the message names the environment variable)."""
+
+
+class BadRequestError(PermanentError):
+    """The vendor rejected the request's arguments."""
+
+
+class UnknownSymbolError(PermanentError):
+    """The vendor does not know a symbol."""
+
+
+class NoDataError(PermanentError):
+    """The vendor answered with no data for the request."""
+
+
+@dataclass(frozen=True)
+class BarRequest:
+    """Bars for `symbols` over the sessions in [start, end): start inclusive, end exclusive.
+
+    `start` and `end` are session dates (exchange-local). `granularity` is one of
+    1m, 5m, 15m, 1h, 1d.
+    """
+
+    dataset: str
+    symbols: tuple[str, ...]
+    granularity: str
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "symbols", tuple(validate_symbols(self.symbols)))
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(
+                f"granularity {self.granularity!r} is not one of {list(GRANULARITIES)}"
+            )
+        if not self.start < self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end} (end exclusive)")
+
+    def for_symbols(self, symbols: tuple[str, ...]) -> BarRequest:
+        return BarRequest(self.dataset, symbols, self.granularity, self.start, self.end)
+
+
+@dataclass
+class FetchResult:
+    """What a fetch returned: canonical rows plus the bookkeeping a user wants to see."""
+
+    frame: pl.DataFrame
+    source: str
+    requests: int = 0
+    failures: dict[str, str] = field(default_factory=dict)  # symbol -> error message
+    attempts: list[dict[str, str]] = field(default_factory=list)  # provider, outcome
+
+
+@runtime_checkable
+class BarSource(Protocol):
+    """A provider of OHLCV bars in the canonical schema (market_assets.core.schemas)."""
+
+    name: str
+    granularities: tuple[str, ...]
+
+    def fetch_bars(self, request: BarRequest) -> FetchResult:
+        """Fetch bars; raise a ProviderError subclass on failure.
+
+        A symbol the vendor does not know is reported in `FetchResult.failures` and the
+        other symbols are still returned, so one bad symbol never fails a whole request.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class ActionsRequest:
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+
+
+@runtime_checkable
+class ActionsSource(Protocol):
+    """A provider of corporate actions (splits, cash dividends)."""
+
+    name: str
+
+    def fetch_actions(self, request: ActionsRequest) -> FetchResult:
+        ...

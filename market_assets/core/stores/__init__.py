@@ -1,0 +1,1 @@
+"""Stores: the Parquet lake (local or S3) and TimescaleDB/PostgreSQL."""

@@ -1,0 +1,112 @@
+"""Where each dataset's partitions live, in the lake and in time.
+
+A partition is one (symbol, session). Files group partitions: daily bars keep one file per
+symbol-year, intraday bars one file per symbol-session. Paths are built from this layout,
+never globbed, because listing thousands of files dominates query time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from market_assets.core.symbols import validate_symbol
+
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+
+FileUnit = Literal["day", "year"]
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Folder, file unit and time semantics of one dataset."""
+
+    dataset: str
+    folder: str
+    file_unit: FileUnit
+    intraday: bool
+    filename: str = "ticks.parquet"
+
+    def relative_path(self, symbol: str, session: dt.date) -> str:
+        """Path (relative to the lake root) of the file holding (symbol, session)."""
+        validate_symbol(symbol)
+        if self.file_unit == "year":
+            return f"{self.folder}/{symbol}/{session:%Y}/{self.filename}"
+        return f"{self.folder}/{symbol}/{session:%Y}/{session:%m}/{session:%d}/{self.filename}"
+
+    def file_key(self, session: dt.date) -> tuple[int, ...]:
+        """Identity of the file a session falls in, for grouping partitions by file."""
+        if self.file_unit == "year":
+            return (session.year,)
+        return (session.year, session.month, session.day)
+
+    def session_bounds(self, session: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        """UTC [start, end) of everything stored for one session.
+
+        Daily bars sit at the session date 00:00 UTC. Intraday bars may fall anywhere in the
+        exchange's local calendar day (extended hours included), so the bounds are local
+        midnight to local midnight, converted to UTC.
+        """
+        if not self.intraday:
+            start = dt.datetime.combine(session, dt.time(0), tzinfo=dt.UTC)
+            return start, start + dt.timedelta(days=1)
+        start_local = dt.datetime.combine(session, dt.time(0), tzinfo=EXCHANGE_TZ)
+        end_local = dt.datetime.combine(
+            session + dt.timedelta(days=1), dt.time(0), tzinfo=EXCHANGE_TZ
+        )
+        return start_local.astimezone(dt.UTC), end_local.astimezone(dt.UTC)
+
+    def session_expr(self, column: str = "ts") -> pl.Expr:
+        """Polars expression giving the session (a date) each row belongs to."""
+        if not self.intraday:
+            return pl.col(column).dt.date()
+        return pl.col(column).dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
+
+
+_LAYOUTS: dict[str, DatasetLayout] = {
+    "bars_1d": DatasetLayout("bars_1d", "ticks/daily", "year", intraday=False),
+    "bars_1m": DatasetLayout("bars_1m", "ticks/minute", "day", intraday=True),
+    "bars_5m": DatasetLayout("bars_5m", "ticks/5minute", "day", intraday=True),
+    "bars_15m": DatasetLayout("bars_15m", "ticks/15minute", "day", intraday=True),
+    "bars_1h": DatasetLayout("bars_1h", "ticks/hour", "day", intraday=True),
+}
+
+GRANULARITY_DATASET = {
+    "1m": "bars_1m",
+    "5m": "bars_5m",
+    "15m": "bars_15m",
+    "1h": "bars_1h",
+    "1d": "bars_1d",
+}
+
+
+def quarantine_layout(dataset: str) -> DatasetLayout:
+    """Quarantined rows of a dataset: same file unit, under quarantine/{dataset}/."""
+    base = layout_for(dataset)
+    return DatasetLayout(
+        f"quarantine_{dataset}",
+        f"quarantine/{dataset}",
+        base.file_unit,
+        base.intraday,
+        filename="quarantine.parquet",
+    )
+
+
+def layout_for(dataset: str) -> DatasetLayout:
+    """Layout of a known dataset; raises ValueError naming the dataset otherwise."""
+    if dataset.startswith("quarantine_"):
+        return quarantine_layout(dataset.removeprefix("quarantine_"))
+    try:
+        return _LAYOUTS[dataset]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {dataset!r}; known datasets: {sorted(_LAYOUTS)}"
+        ) from None
+
+
+def known_datasets() -> list[str]:
+    return sorted(_LAYOUTS)
