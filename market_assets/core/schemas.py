@@ -85,3 +85,16 @@ def conform_bars(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
     return frame.select(exprs)
+
+
+ACTION_TYPES = ("split", "dividend")
+
+ACTION_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ex_date": pl.Date(),
+    "action_type": pl.String(),
+    "ratio": pl.Float64(),  # splits: new shares per old share (2.0 for 2:1, 0.1 for 1:10)
+    "amount": pl.Float64(),  # cash dividends: amount per share
+    "currency": pl.String(),
+    "source": pl.String(),
+}
