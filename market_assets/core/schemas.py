@@ -56,13 +56,11 @@ class BarModel(pa.DataFrameModel):
 
     @pa.dataframe_check
     def high_is_highest(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(
-            (pl.col("high") >= pl.max_horizontal("open", "close", "low"))
-        )
+        return data.lazyframe.select(pl.col("high") >= pl.max_horizontal("open", "close", "low"))
 
     @pa.dataframe_check
     def low_is_lowest(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select((pl.col("low") <= pl.min_horizontal("open", "close")))
+        return data.lazyframe.select(pl.col("low") <= pl.min_horizontal("open", "close"))
 
 
 def empty_bars() -> pl.DataFrame:

@@ -161,5 +161,4 @@ class ActionsSource(Protocol):
 
     name: str
 
-    def fetch_actions(self, request: ActionsRequest) -> FetchResult:
-        ...
+    def fetch_actions(self, request: ActionsRequest) -> FetchResult: ...

@@ -1,0 +1,323 @@
+"""market-assets: demo | ingest | query | ui."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="market-assets: market data as Dagster assets (demo, ingest, query, ui).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+PROVIDER_TAG = "market_assets/provider"
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+DAGSTER_HOME_YAML = """\
+# Dagster instance for local runs of market-assets (SQLite storage in this folder).
+# The full stack's PostgreSQL-backed instance is ../dagster.yaml (see README).
+telemetry:
+  enabled: false
+"""
+
+
+def _prepare_environment(
+    dagster_home: Path | None, data_dir: str | None, config_dir: Path | None
+) -> None:
+    """Point Dagster and the platform at their folders before anything imports them."""
+    home = (dagster_home or Path(os.environ.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME))).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_HOME_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    if data_dir:
+        os.environ["MARKET_ASSETS_DATA_DIR"] = data_dir
+    if config_dir:
+        os.environ["MARKET_ASSETS_CONFIG_DIR"] = str(config_dir)
+
+
+def _parse_date(value: str | None, name: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+DagsterHome = Annotated[
+    Path | None,
+    typer.Option(help="Dagster instance folder (default $DAGSTER_HOME or ./.dagster_home)."),
+]
+DataDir = Annotated[
+    str | None, typer.Option(help="Lake root: folder or s3://bucket/prefix (default ./data).")
+]
+ConfigDir = Annotated[Path | None, typer.Option(help="Config folder (default ./configs).")]
+
+
+def _print_summary(summary, data_root: str, title: str) -> None:  # noqa: ANN001
+    table = Table(title=title)
+    for column in ("dataset", "partitions", "rows", "seconds", "quarantined", "source", "files"):
+        table.add_column(
+            column,
+            justify="right"
+            if column in {"partitions", "rows", "seconds", "quarantined"}
+            else "left",
+        )
+    from market_assets.core.stores.layout import layout_for
+
+    for name, stats in summary.datasets.items():
+        try:
+            folder = f"{data_root.rstrip('/')}/{layout_for(name).folder}/"
+        except ValueError:
+            folder = "-"
+        table.add_row(
+            name,
+            str(stats.partitions),
+            f"{stats.rows:,}",
+            f"{stats.seconds:.2f}",
+            str(stats.quarantined),
+            ", ".join(sorted(stats.sources)) or "-",
+            folder,
+        )
+    console.print(table)
+    for name, stats in summary.datasets.items():
+        for symbol, message in stats.failed_symbols.items():
+            console.print(f"[yellow]{name} {symbol} failed:[/yellow] {message}")
+
+
+@app.command()
+def demo(
+    universe: Annotated[str, typer.Option(help="Universe from configs/universes.yaml.")] = "demo",
+    minute_sessions: Annotated[int, typer.Option(help="Sessions of 1-minute bars.")] = 5,
+    daily_sessions: Annotated[int, typer.Option(help="Sessions of daily bars.")] = 60,
+    dagster_home: DagsterHome = None,
+    data_dir: DataDir = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Ingest a demo universe from the synthetic provider through Dagster, offline, no keys."""
+    started = time.perf_counter()
+    _prepare_environment(dagster_home, data_dir, config_dir)
+    from dagster import AssetKey, DagsterInstance
+
+    from market_assets.core.calendar import get_calendar
+    from market_assets.core.config import AppConfig
+    from market_assets.definitions import build_definitions
+    from market_assets.defs.runner import RunSummary, materialize_rectangle
+
+    config = AppConfig.load()
+    defs = build_definitions(config)
+    instance = DagsterInstance.get()
+    calendar = get_calendar(config.exchange)
+    keys = config.symbol_partitions.keys_for_symbols(config.universe_symbols(universe))
+    minute = [AssetKey(n) for n, d in config.datasets.items() if d.granularity != "1d"]
+    daily = [AssetKey(n) for n, d in config.datasets.items() if d.granularity == "1d"]
+    plan = [
+        (minute, calendar.last_completed_sessions(minute_sessions), minute_sessions),
+        (daily, calendar.last_completed_sessions(daily_sessions), daily_sessions),
+    ]
+    summary = RunSummary()
+    with _progress() as progress:
+        for assets, sessions, per_run in plan:
+            if not assets or not sessions:
+                continue
+            label = ", ".join(a.to_user_string() for a in assets)
+            task = progress.add_task(label, total=None)
+            materialize_rectangle(
+                defs,
+                instance,
+                assets,
+                sessions,
+                keys,
+                per_run,
+                tags={"trigger": "market-assets demo"},
+                on_run=lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                summary=summary,
+            )
+    _print_summary(summary, config.data_dir, f"demo universe '{universe}' (source: synthetic)")
+    wall = time.perf_counter() - started
+    console.print(
+        f"wall time {wall:.1f} s: Dagster runs {summary.wall_seconds:.1f} s "
+        f"(our code {summary.our_seconds:.1f} s, Dagster bookkeeping "
+        f"{summary.dagster_seconds:.1f} s), startup and imports {wall - summary.wall_seconds:.1f} s"
+    )
+    console.print(
+        f"runs recorded in {os.environ['DAGSTER_HOME']}: "
+        f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -m market_assets.definitions"
+    )
+    if summary.failed_runs:
+        _fail(f"{len(summary.failed_runs)} run(s) failed: {summary.failed_runs}")
+
+
+@app.command()
+def ingest(
+    dataset: Annotated[list[str], typer.Option(help="Dataset(s), e.g. bars_1d (repeatable).")],
+    start: Annotated[str, typer.Option(help="First session (inclusive), YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="End date (exclusive), YYYY-MM-DD.")],
+    universe: Annotated[str | None, typer.Option(help="Universe name.")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Use only this provider.")] = None,
+    with_derived: Annotated[bool, typer.Option(help="Also resample 5m/15m/1h from 1m.")] = True,
+    dagster_home: DagsterHome = None,
+    data_dir: DataDir = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Materialize datasets for sessions in [start, end) on the Dagster instance."""
+    _prepare_environment(dagster_home, data_dir, config_dir)
+    from dagster import AssetKey, DagsterInstance
+
+    from market_assets.core.calendar import get_calendar
+    from market_assets.core.config import AppConfig
+    from market_assets.core.errors import MarketAssetsError
+    from market_assets.core.symbols import validate_symbols
+    from market_assets.definitions import build_definitions
+    from market_assets.defs.runner import RunSummary, materialize_rectangle
+
+    first, stop = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if bool(universe) == bool(symbols):
+        _fail("give exactly one of --universe or --symbols")
+    try:
+        config = AppConfig.load()
+        wanted = (
+            config.universe_symbols(universe)
+            if universe
+            else validate_symbols(s.strip() for s in (symbols or "").split(",") if s.strip())
+        )
+        for name in dataset:
+            config.dataset(name)
+        if provider and provider not in config.providers.providers:
+            _fail(f"unknown provider {provider!r}; known: {sorted(config.providers.providers)}")
+    except MarketAssetsError as exc:
+        _fail(str(exc))
+    keys = config.symbol_partitions.keys_for_symbols(wanted)
+    defs = build_definitions(config)
+    instance = DagsterInstance.get()
+    calendar = get_calendar(config.exchange)
+    selected = list(dataset)
+    if with_derived:
+        selected += [n for n, d in config.datasets.items() if d.derived_from in dataset]
+    tags = {"trigger": "market-assets ingest"}
+    if provider:
+        tags[PROVIDER_TAG] = provider
+    summary = RunSummary()
+    with _progress() as progress:
+        for name in dict.fromkeys(selected):
+            ds = config.datasets[name]
+            if ds.derived_from and ds.derived_from in selected:
+                continue  # materialized in the same runs as its parent
+            assets = [AssetKey(name)] + [
+                AssetKey(n) for n in selected if config.datasets[n].derived_from == name
+            ]
+            sessions = calendar.sessions(max(first, ds.start), stop - dt.timedelta(days=1))
+            if not sessions:
+                console.print(f"[yellow]{name}: no sessions in [{first}, {stop})[/yellow]")
+                continue
+            task = progress.add_task(", ".join(a.to_user_string() for a in assets), total=None)
+            materialize_rectangle(
+                defs,
+                instance,
+                assets,
+                sessions,
+                keys,
+                ds.backfill_sessions_per_run,
+                tags=tags,
+                on_run=lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                summary=summary,
+            )
+    _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})")
+    console.print(
+        f"Dagster runs {summary.wall_seconds:.1f} s: our code {summary.our_seconds:.1f} s, "
+        f"Dagster bookkeeping {summary.dagster_seconds:.1f} s"
+    )
+    if summary.failed_runs:
+        _fail(f"{len(summary.failed_runs)} run(s) failed: {summary.failed_runs}")
+
+
+@app.command()
+def query(
+    dataset: Annotated[str, typer.Argument(help="bars_1m, bars_5m, bars_15m, bars_1h, bars_1d")],
+    symbols: Annotated[str, typer.Argument(help="Comma-separated symbols.")],
+    start: Annotated[str, typer.Option(help="Start (inclusive): date or UTC datetime.")],
+    end: Annotated[str, typer.Option(help="End (exclusive): date or UTC datetime.")],
+    format: Annotated[str, typer.Option(help="table, csv or parquet.")] = "table",  # noqa: A002
+    out: Annotated[Path | None, typer.Option(help="Output file (csv/parquet).")] = None,
+    data_dir: DataDir = None,
+    dsn: Annotated[str | None, typer.Option(help="Read TimescaleDB/PostgreSQL instead.")] = None,
+) -> None:
+    """Print or export bars in [start, end) from the lake (or PostgreSQL with --dsn)."""
+    from market_assets.core.errors import MarketAssetsError
+    from market_assets.core.stores.layout import _LAYOUTS
+    from market_assets.query import MarketData
+
+    granularity = {n: g for g, n in _granularity_map().items()}.get(dataset)
+    if granularity is None:
+        _fail(f"unknown dataset {dataset!r}; one of {sorted(_LAYOUTS)}")
+    symbol_list = [s.strip() for s in symbols.split(",") if s.strip()]
+    market = MarketData(root=data_dir, dsn=dsn)
+    try:
+        frame = market.bars(
+            symbol_list, start, end, granularity=granularity, store="timescale" if dsn else "lake"
+        )
+    except (MarketAssetsError, ValueError) as exc:
+        _fail(str(exc))
+    if format == "table":
+        console.print(frame)
+        console.print(f"{len(frame):,} rows")
+    elif format in {"csv", "parquet"}:
+        if out is None:
+            if format == "parquet":
+                _fail("--format parquet needs --out FILE")
+            frame.write_csv(sys.stdout)
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_csv(out) if format == "csv" else frame.write_parquet(out, compression="zstd")
+        console.print(f"wrote {len(frame):,} rows to {out}")
+    else:
+        _fail(f"--format {format!r} must be table, csv or parquet")
+
+
+@app.command()
+def ui(dagster_home: DagsterHome = None, port: int = 3000) -> None:
+    """Start the Dagster UI on this project's instance (dagster dev)."""
+    _prepare_environment(dagster_home, None, None)
+    os.execvp(
+        "dagster",
+        ["dagster", "dev", "-m", "market_assets.definitions", "-p", str(port)],
+    )
+
+
+def _granularity_map() -> dict[str, str]:
+    from market_assets.core.stores.layout import GRANULARITY_DATASET
+
+    return GRANULARITY_DATASET
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,274 @@
+"""Configuration: YAML files in MARKET_ASSETS_CONFIG_DIR loaded into pydantic models.
+
+Three files: universes.yaml (named ticker lists), datasets.yaml (granularity, history start,
+stores, provider routing per dataset) and providers.yaml (vendor settings). Secrets never
+appear in them: a provider names the environment variables that hold its keys. A bad file
+fails fast with a ConfigError naming the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from market_assets.core.errors import ConfigError
+from market_assets.core.symbols import validate_symbol
+
+ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+SECRET_WORDS = ("key", "secret", "password", "token")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UniverseConfig(_Strict):
+    """A named ticker list. `partitioning: bucket` groups symbols into stable hash buckets."""
+
+    symbols: list[str] = Field(min_length=1)
+    description: str = ""
+    partitioning: Literal["symbol", "bucket"] = "symbol"
+    buckets: int | None = Field(default=None, ge=1, le=4096)
+
+    @field_validator("symbols")
+    @classmethod
+    def _valid_symbols(cls, symbols: list[str]) -> list[str]:
+        for symbol in symbols:
+            validate_symbol(symbol)
+        if len(set(symbols)) != len(symbols):
+            dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+            raise ValueError(f"duplicate symbols {dupes}")
+        return symbols
+
+    @model_validator(mode="after")
+    def _buckets_match_mode(self) -> UniverseConfig:
+        if self.partitioning == "bucket" and not self.buckets:
+            raise ValueError("partitioning: bucket needs `buckets: N`")
+        if self.partitioning == "symbol" and self.buckets:
+            raise ValueError("`buckets` only applies to partitioning: bucket")
+        return self
+
+
+class DatasetConfig(_Strict):
+    """One dataset: its bar size, first session, where it comes from and where it is stored."""
+
+    granularity: Literal["1m", "5m", "15m", "1h", "1d"]
+    start: dt.date
+    providers: list[str] = Field(default_factory=list)
+    derived_from: str | None = None
+    stores: list[Literal["lake", "timescale"]] = Field(default_factory=lambda: ["lake"])
+    backfill_sessions_per_run: int = Field(default=250, ge=1, le=2000)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _source_is_set(self) -> DatasetConfig:
+        if bool(self.providers) == bool(self.derived_from):
+            raise ValueError("set exactly one of `providers` (fetched) or `derived_from`")
+        if "lake" not in self.stores:
+            raise ValueError("the Parquet lake is always on: `stores` must include lake")
+        return self
+
+
+class ProviderConfig(_Strict):
+    """Settings of one provider. Secrets are only ever the NAMES of environment variables."""
+
+    kind: str
+    enabled: bool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+    api_key_env: str | None = None
+    secret_key_env: str | None = None
+    requests_per_minute: float | None = Field(default=None, gt=0)
+
+    @field_validator("api_key_env", "secret_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_VAR_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an environment variable name; put the secret in the "
+                "environment and name the variable here"
+            )
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _no_literal_secrets(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        for key in settings:
+            if any(word in key.lower() for word in SECRET_WORDS) and not key.endswith("_env"):
+                raise ValueError(
+                    f"settings.{key} looks like a secret; secrets come from environment "
+                    f"variables: use `{key}_env: VARIABLE_NAME`"
+                )
+        return settings
+
+
+class UniversesFile(_Strict):
+    universes: dict[str, UniverseConfig] = Field(min_length=1)
+
+
+class DatasetsFile(_Strict):
+    exchange: str = "XNYS"
+    datasets: dict[str, DatasetConfig] = Field(min_length=1)
+
+
+class ProvidersFile(_Strict):
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    retry_attempts: int = Field(default=4, ge=1, le=10)
+    retry_initial_wait_s: float = Field(default=0.5, ge=0)
+    retry_max_wait_s: float = Field(default=30.0, ge=0)
+
+
+def _load_yaml(path: Path, model: type[_Strict]) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (set MARKET_ASSETS_CONFIG_DIR?)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the platform reads from configs/ and the environment."""
+
+    config_dir: Path
+    data_dir: str
+    timescale_dsn: str | None
+    s3_endpoint_url: str | None
+    s3_region: str | None
+    universes: dict[str, UniverseConfig]
+    datasets: dict[str, DatasetConfig]
+    exchange: str
+    providers: ProvidersFile
+
+    @classmethod
+    def load(cls, config_dir: str | Path | None = None) -> AppConfig:
+        """Load configs from `config_dir` (default: $MARKET_ASSETS_CONFIG_DIR or ./configs)."""
+        directory = Path(config_dir or os.environ.get("MARKET_ASSETS_CONFIG_DIR", "configs"))
+        universes = _load_yaml(directory / "universes.yaml", UniversesFile)
+        datasets = _load_yaml(directory / "datasets.yaml", DatasetsFile)
+        providers = _load_yaml(directory / "providers.yaml", ProvidersFile)
+        config = cls(
+            config_dir=directory,
+            data_dir=os.environ.get("MARKET_ASSETS_DATA_DIR", "data"),
+            timescale_dsn=os.environ.get("MARKET_ASSETS_TIMESCALE_DSN") or None,
+            s3_endpoint_url=os.environ.get("MARKET_ASSETS_S3_ENDPOINT_URL") or None,
+            s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            universes=dict(universes.universes),
+            datasets=dict(datasets.datasets),
+            exchange=datasets.exchange,
+            providers=providers,
+        )
+        config._check_references(directory)
+        return config
+
+    def _check_references(self, directory: Path) -> None:
+        for name, dataset in self.datasets.items():
+            for provider in dataset.providers:
+                if provider not in self.providers.providers:
+                    raise ConfigError(
+                        f"{directory / 'datasets.yaml'}: datasets.{name}.providers: unknown "
+                        f"provider {provider!r}; known: {sorted(self.providers.providers)}"
+                    )
+            parent = dataset.derived_from
+            if parent is not None and parent not in self.datasets:
+                raise ConfigError(
+                    f"{directory / 'datasets.yaml'}: datasets.{name}.derived_from: unknown "
+                    f"dataset {parent!r}"
+                )
+
+    @cached_property
+    def symbol_partitions(self) -> SymbolPartitions:
+        return SymbolPartitions(self.universes)
+
+    def universe_symbols(self, name: str) -> list[str]:
+        try:
+            return list(self.universes[name].symbols)
+        except KeyError:
+            raise ConfigError(
+                f"{self.config_dir / 'universes.yaml'}: unknown universe {name!r}; "
+                f"known: {sorted(self.universes)}"
+            ) from None
+
+    def dataset(self, name: str) -> DatasetConfig:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise ConfigError(
+                f"{self.config_dir / 'datasets.yaml'}: unknown dataset {name!r}; "
+                f"known: {sorted(self.datasets)}"
+            ) from None
+
+    def routes(self) -> dict[str, list[str]]:
+        return {name: list(ds.providers) for name, ds in self.datasets.items() if ds.providers}
+
+
+BUCKET_SEPARATOR = "~"
+
+
+class SymbolPartitions:
+    """Maps universes to keys of the `symbol` partition dimension, and keys back to symbols.
+
+    A universe with `partitioning: symbol` contributes one key per ticker. A universe with
+    `partitioning: bucket` contributes `buckets` keys named `<universe>~NNN`; a ticker's
+    bucket is crc32(ticker) mod buckets, so membership never reshuffles while `buckets` is
+    unchanged. Asset code only ever calls `symbols_for_key`, so switching a universe between
+    modes changes config, not assets.
+    """
+
+    def __init__(self, universes: dict[str, UniverseConfig]) -> None:
+        self._buckets: dict[str, list[str]] = {}
+        self._keys: list[str] = []
+        for name, universe in universes.items():
+            if universe.partitioning == "symbol":
+                self._keys.extend(s for s in universe.symbols if s not in self._keys)
+                continue
+            count = universe.buckets or 1
+            members: dict[str, list[str]] = {bucket_key(name, i): [] for i in range(count)}
+            for symbol in universe.symbols:
+                members[bucket_key(name, bucket_of(symbol, count))].append(symbol)
+            self._buckets.update(members)
+            self._keys.extend(members)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def symbols_for_key(self, key: str) -> list[str]:
+        if key in self._buckets:
+            return list(self._buckets[key])
+        if BUCKET_SEPARATOR in key:
+            raise ConfigError(f"symbol partition {key!r} is a bucket no universe defines")
+        return [validate_symbol(key)]
+
+    def keys_for_symbols(self, symbols: list[str]) -> list[str]:
+        """The partition keys that hold `symbols` (their own key, or their bucket's)."""
+        owner = {s: k for k, members in self._buckets.items() for s in members}
+        keys: dict[str, None] = {}
+        for symbol in symbols:
+            keys[owner.get(symbol, validate_symbol(symbol))] = None
+        return list(keys)
+
+
+def bucket_key(universe: str, index: int) -> str:
+    return f"{universe}{BUCKET_SEPARATOR}{index:03d}"
+
+
+def bucket_of(symbol: str, buckets: int) -> int:
+    return zlib.crc32(symbol.encode()) % buckets

@@ -1,0 +1,130 @@
+"""Hard schema rules: split a frame into rows fit to store and rows for quarantine.
+
+A row is quarantined, never stored, when it breaks a hard rule: a null or non-positive price,
+high below max(open, close), low above min(open, close), a null or negative volume, a
+duplicate (symbol, ts), or a timestamp outside the partitions being written. The rest of the
+partition is stored. Softer judgements (outliers, gaps, stale prices) are asset checks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from market_assets.core.schemas import (
+    BAR_COLUMNS,
+    PRICE_COLUMNS,
+    QUARANTINE_EXTRA_SCHEMA,
+    BarModel,
+    conform_bars,
+)
+from market_assets.core.stores.layout import layout_for
+
+RULES: dict[str, pl.Expr] = {
+    "null_price": pl.any_horizontal(
+        [pl.col(c).is_null() | pl.col(c).is_nan() for c in PRICE_COLUMNS]
+    ),
+    "non_positive_price": pl.any_horizontal([pl.col(c) <= 0 for c in PRICE_COLUMNS]),
+    "high_below_open_close": pl.col("high") < pl.max_horizontal("open", "close"),
+    "low_above_open_close": pl.col("low") > pl.min_horizontal("open", "close"),
+    "invalid_volume": pl.col("volume").is_null() | (pl.col("volume") < 0),
+    "null_timestamp": pl.col("ts").is_null(),
+}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Rows to store, rows quarantined (with `rule` and `detail`) and counts per rule."""
+
+    valid: pl.DataFrame
+    quarantined: pl.DataFrame
+
+    @property
+    def rule_counts(self) -> dict[str, int]:
+        if self.quarantined.is_empty():
+            return {}
+        counts = (
+            self.quarantined.select(pl.col("rule").str.split(",").alias("rule"))
+            .explode("rule")
+            .group_by("rule")
+            .len()
+            .sort("rule")
+        )
+        return dict(zip(counts["rule"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def split_valid_bars(
+    frame: pl.DataFrame,
+    *,
+    dataset: str,
+    partitions: Sequence[tuple[str, dt.date]] | None = None,
+) -> ValidationResult:
+    """Apply the hard rules to canonical bars destined for `dataset`.
+
+    `partitions` lists the (symbol, session) pairs being written; rows outside them are
+    quarantined as `outside_partition`. Identical duplicate rows keep one copy (the others are
+    quarantined as `duplicate_key`); duplicates that disagree are all quarantined as
+    `conflicting_duplicate_key`, since nothing says which one is right.
+    """
+    layout = layout_for(dataset)
+    bars = conform_bars(frame)
+    flags = [expr.fill_null(False).alias(name) for name, expr in RULES.items()]
+    if partitions is not None:
+        wanted = (
+            pl.DataFrame(
+                {"symbol": [p[0] for p in partitions], "__session": [p[1] for p in partitions]},
+                schema={"symbol": pl.String(), "__session": pl.Date()},
+            )
+            .unique()
+            .with_columns(pl.lit(True).alias("__wanted"))
+        )
+        bars = (
+            bars.with_columns(layout.session_expr().alias("__session"))
+            .join(wanted, on=["symbol", "__session"], how="left", maintain_order="left")
+            .drop("__session")
+        )
+        flags.append(pl.col("__wanted").is_null().alias("outside_partition"))
+    key = ["symbol", "ts"]
+    rule_names = [f.meta.output_name() for f in flags]
+    dup_group = pl.len().over(key) > 1
+    conflicting = dup_group & (pl.struct(list(BAR_COLUMNS)).n_unique().over(key) > 1)
+    extra_copy = dup_group & ~conflicting & (pl.int_range(pl.len()).over(key) > 0)
+    marked = bars.with_columns(*flags).with_columns(
+        conflicting.fill_null(False).alias("conflicting_duplicate_key"),
+        extra_copy.fill_null(False).alias("duplicate_key"),
+    )
+    rule_names += ["conflicting_duplicate_key", "duplicate_key"]
+    marked = marked.with_columns(
+        pl.concat_str(
+            [pl.when(pl.col(r)).then(pl.lit(r)) for r in rule_names],
+            separator=",",
+            ignore_nulls=True,
+        ).alias("rule")
+    )
+    bad = pl.col("rule").str.len_chars() > 0
+    valid = marked.filter(~bad).select(BAR_COLUMNS).sort(["symbol", "ts"])
+    quarantined = (
+        marked.filter(bad)
+        .select(
+            *BAR_COLUMNS,
+            pl.lit(dataset).alias("dataset"),
+            "rule",
+            _detail().alias("detail"),
+            pl.lit(dt.datetime.now(dt.UTC))
+            .cast(QUARANTINE_EXTRA_SCHEMA["quarantined_at"])
+            .alias("quarantined_at"),
+        )
+        .sort(["symbol", "ts"], nulls_last=True)
+    )
+    BarModel.validate(valid)
+    return ValidationResult(valid=valid, quarantined=quarantined)
+
+
+def _detail() -> pl.Expr:
+    return pl.format(
+        "o={} h={} l={} c={} v={}",
+        *[pl.col(c).cast(pl.String).fill_null("null") for c in (*PRICE_COLUMNS, "volume")],
+    )

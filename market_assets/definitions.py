@@ -1,0 +1,43 @@
+"""The one Definitions object: `dagster dev -m market_assets.definitions`."""
+
+from __future__ import annotations
+
+from dagster import AssetKey, Definitions
+
+from market_assets.core.config import AppConfig
+from market_assets.defs.assets.bars import IO_MANAGER_KEY, build_bar_assets
+from market_assets.defs.automation.schedules import build_after_close_schedule
+from market_assets.defs.automation.sensors import build_universe_sensor
+from market_assets.defs.io_managers import BarsIOManager
+from market_assets.defs.resources import PlatformResource
+
+
+def platform_from_config(config: AppConfig) -> PlatformResource:
+    return PlatformResource(
+        config_dir=str(config.config_dir),
+        data_dir=config.data_dir,
+        timescale_dsn=config.timescale_dsn,
+        s3_endpoint_url=config.s3_endpoint_url,
+        s3_region=config.s3_region,
+    )
+
+
+def build_definitions(config: AppConfig | None = None) -> Definitions:
+    """Assemble assets, resources and automation from configs/ and the environment."""
+    config = config or AppConfig.load()
+    platform = platform_from_config(config)
+    bar_assets = build_bar_assets(config)
+    bar_keys = [AssetKey(name) for name in config.datasets]
+    fetched = {name: AssetKey(name) for name, ds in config.datasets.items() if not ds.derived_from}
+    return Definitions(
+        assets=bar_assets,
+        schedules=[build_after_close_schedule(bar_keys, config.exchange)],
+        sensors=[build_universe_sensor(fetched)],
+        resources={
+            "platform": platform,
+            IO_MANAGER_KEY: BarsIOManager(platform=platform),
+        },
+    )
+
+
+defs = build_definitions()

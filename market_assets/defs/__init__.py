@@ -1,0 +1,1 @@
+"""The Dagster edge: assets, checks, IO managers, resources, partitions and automation."""

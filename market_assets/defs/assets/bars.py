@@ -1,0 +1,124 @@
+"""Bar assets: bars_1m and bars_1d fetched from providers; 5m, 15m and 1h resampled from 1m.
+
+Every asset is partitioned by (session, symbol key). A run receives a rectangle of partitions
+(`context.partition_keys`), fetches it in bulk and returns one frame; the IO manager splits it
+per partition, quarantines bad rows and writes every store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    AutomationCondition,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from market_assets.core.config import AppConfig, DatasetConfig
+from market_assets.core.ingest import fetch_partition_bars
+from market_assets.core.transforms.resample import resample_bars
+from market_assets.defs.partitions import resolve_partition_keys, session_symbol_partitions
+from market_assets.defs.resources import PlatformResource
+
+IO_MANAGER_KEY = "bars_io_manager"
+
+
+def _frame_metadata(frame: pl.DataFrame, started: float) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "rows": len(frame),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    if not frame.is_empty():
+        metadata["first_ts"] = str(frame["ts"].min())
+        metadata["last_ts"] = str(frame["ts"].max())
+        metadata["symbols"] = frame["symbol"].n_unique()
+    return metadata
+
+
+def _backfill_policy(dataset: DatasetConfig, symbol_keys: int) -> BackfillPolicy:
+    # A run covers about `backfill_sessions_per_run` sessions of every symbol key.
+    return BackfillPolicy.multi_run(dataset.backfill_sessions_per_run * max(symbol_keys, 1))
+
+
+def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> AssetsDefinition:
+    """An asset whose rows come from the provider registry (primary, then backups)."""
+
+    @asset(
+        name=name,
+        description=dataset.description,
+        group_name="bars",
+        partitions_def=session_symbol_partitions(dataset.start, config.exchange),
+        backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
+        io_manager_key=IO_MANAGER_KEY,
+        kinds={"polars", "parquet"},
+        metadata={"granularity": dataset.granularity, "providers": ", ".join(dataset.providers)},
+    )
+    def _fetched(context: AssetExecutionContext, platform: PlatformResource) -> Output:
+        started = time.perf_counter()
+        app_config = platform.app_config()
+        rectangle = resolve_partition_keys(context.partition_keys, app_config.symbol_partitions)
+        result = fetch_partition_bars(
+            platform.registry(), name, dataset.granularity, rectangle.pairs
+        )
+        for symbol, message in result.failures.items():
+            context.log.error(f"{name} {symbol}: {message}")
+        metadata = _frame_metadata(result.frame, started)
+        metadata.update(
+            {
+                "source": result.source or "none",
+                "vendor_requests": result.requests,
+                "partitions": len(rectangle),
+                "failed_symbols": MetadataValue.json(result.failures),
+                "provider_attempts": MetadataValue.json(result.attempts),
+            }
+        )
+        return Output(result.frame, metadata=metadata)
+
+    return _fetched
+
+
+def derived_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> AssetsDefinition:
+    """An asset resampled from its parent's minute bars, session-aligned."""
+    parent = dataset.derived_from
+    assert parent is not None
+
+    @asset(
+        name=name,
+        description=dataset.description,
+        group_name="bars",
+        partitions_def=session_symbol_partitions(config.datasets[parent].start, config.exchange),
+        backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
+        io_manager_key=IO_MANAGER_KEY,
+        ins={"minute_bars": AssetIn(key=parent)},
+        kinds={"polars", "parquet"},
+        metadata={"granularity": dataset.granularity, "derived_from": parent},
+        automation_condition=AutomationCondition.eager(),
+    )
+    def _derived(context: AssetExecutionContext, minute_bars: pl.DataFrame) -> Output:
+        started = time.perf_counter()
+        frame = resample_bars(minute_bars, dataset.granularity)
+        metadata = _frame_metadata(frame, started)
+        metadata.update({"source": f"resampled from {parent}", "input_rows": len(minute_bars)})
+        return Output(frame, metadata=metadata)
+
+    return _derived
+
+
+def build_bar_assets(config: AppConfig) -> list[AssetsDefinition]:
+    """One asset per configured bar dataset."""
+    assets: list[AssetsDefinition] = []
+    datasets: Mapping[str, DatasetConfig] = config.datasets
+    for name, dataset in datasets.items():
+        if dataset.derived_from:
+            assets.append(derived_bars_asset(name, dataset, config))
+        else:
+            assets.append(fetched_bars_asset(name, dataset, config))
+    return assets

@@ -1,0 +1,47 @@
+"""After-close schedule: today's session for every symbol key, all bar datasets, one run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DefaultScheduleStatus,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+
+from market_assets.core.calendar import get_calendar
+from market_assets.defs.automation.runs import rectangle_run_requests
+from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME
+
+AFTER_CLOSE_CRON = "30 17 * * 1-5"
+EXCHANGE_TIMEZONE = "America/New_York"
+
+
+def build_after_close_schedule(asset_keys: Sequence[AssetKey], exchange: str) -> ScheduleDefinition:
+    """Daily at 17:30 New York time on exchange sessions only (holidays are skipped)."""
+
+    @schedule(
+        name="bars_after_close",
+        cron_schedule=AFTER_CLOSE_CRON,
+        execution_timezone=EXCHANGE_TIMEZONE,
+        target=AssetSelection.assets(*asset_keys),
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Materialize the day's session for every symbol after the close.",
+    )
+    def _after_close(context: ScheduleEvaluationContext):
+        session = context.scheduled_execution_time.date()
+        if not get_calendar(exchange).is_session(session):
+            return SkipReason(f"{session} is not a {exchange} session")
+        keys = context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+        if not keys:
+            return SkipReason("no symbol partitions registered yet (start the universe sensor)")
+        return rectangle_run_requests(
+            asset_keys, [session], keys, keys, sessions_per_run=1, tags={"trigger": "after_close"}
+        )
+
+    return _after_close
