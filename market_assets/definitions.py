@@ -27,11 +27,18 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
     config = config or AppConfig.load()
     platform = platform_from_config(config)
     bar_assets = build_bar_assets(config)
-    bar_keys = [AssetKey(name) for name in config.datasets]
     fetched = {name: AssetKey(name) for name, ds in config.datasets.items() if not ds.derived_from}
+    schedules = [
+        build_after_close_schedule(
+            f"{name}_after_close",
+            [key, *(AssetKey(d) for d, ds in config.datasets.items() if ds.derived_from == name)],
+            config.exchange,
+        )
+        for name, key in fetched.items()
+    ]
     return Definitions(
         assets=bar_assets,
-        schedules=[build_after_close_schedule(bar_keys, config.exchange)],
+        schedules=schedules,
         sensors=[build_universe_sensor(fetched)],
         resources={
             "platform": platform,

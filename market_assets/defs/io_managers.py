@@ -12,6 +12,7 @@ import time
 
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+from pydantic import PrivateAttr
 
 from market_assets.core.validate import split_valid_bars
 from market_assets.defs.partitions import PartitionRectangle, resolve_partition_keys
@@ -22,6 +23,8 @@ class BarsIOManager(ConfigurableIOManager):
     """Stores polars frames of canonical bars, partitioned by (session, symbol key)."""
 
     platform: PlatformResource
+
+    _load_seconds: dict[str, float] = PrivateAttr(default_factory=dict)
 
     def _rectangle(self, context: OutputContext | InputContext) -> PartitionRectangle:
         if not context.has_asset_partitions:
@@ -55,6 +58,7 @@ class BarsIOManager(ConfigurableIOManager):
                 "quarantine_rules": MetadataValue.json(checked.rule_counts),
                 "stores": ", ".join(stores),
                 "write_seconds": round(time.perf_counter() - started, 4),
+                "load_seconds": round(self._load_seconds.pop(context.op_def.name, 0.0), 4),
                 "lake_path_example": MetadataValue.path(
                     lake.uri_for(dataset, first_symbol, first_session)
                 ),
@@ -70,7 +74,7 @@ class BarsIOManager(ConfigurableIOManager):
         started = time.perf_counter()
         rectangle = self._rectangle(context)
         frame = self.platform.lake().read_partitions(dataset, list(rectangle.pairs))
-        context.add_input_metadata(
-            {"rows_loaded": len(frame), "load_seconds": round(time.perf_counter() - started, 4)}
-        )
+        # Reported with the consuming step's output (input metadata cannot be attached to a
+        # multi-dimensional partition range).
+        self._load_seconds[context.op_def.name] = time.perf_counter() - started
         return frame

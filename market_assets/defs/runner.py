@@ -101,17 +101,10 @@ def materialize_rectangle(
 def _collect(instance: DagsterInstance, run_id: str, summary: RunSummary) -> None:
     """Add one run's materializations and input loads to the summary."""
     counted: set[str] = set()
-    kinds = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.LOADED_INPUT}
-    for record in instance.get_records_for_run(run_id, of_type=kinds).records:
+    kind = DagsterEventType.ASSET_MATERIALIZATION
+    for record in instance.get_records_for_run(run_id, of_type=kind).records:
         event = record.event_log_entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type == DagsterEventType.LOADED_INPUT:
-            dataset = event.step_key or ""
-            stats = summary.datasets.setdefault(dataset, DatasetStats(dataset))
-            load = event.event_specific_data.metadata.get("load_seconds")
-            stats.seconds += float(load.value) if load is not None else 0.0
-        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+        if event is not None:
             materialization = event.step_materialization_data.materialization
             dataset = materialization.asset_key.path[-1]
             stats = summary.datasets.setdefault(dataset, DatasetStats(dataset))
@@ -122,7 +115,9 @@ def _collect(instance: DagsterInstance, run_id: str, summary: RunSummary) -> Non
             meta = {k: v.value for k, v in materialization.metadata.items()}
             stats.rows += int(meta.get("rows_stored", 0))
             stats.quarantined += int(meta.get("quarantined_rows", 0))
-            stats.seconds += float(meta.get("seconds", 0)) + float(meta.get("write_seconds", 0))
+            stats.seconds += sum(
+                float(meta.get(k, 0)) for k in ("seconds", "write_seconds", "load_seconds")
+            )
             stats.failed_symbols.update(meta.get("failed_symbols") or {})
             if meta.get("source"):
                 stats.sources.add(str(meta["source"]))

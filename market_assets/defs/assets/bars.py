@@ -5,7 +5,6 @@ Every asset is partitioned by (session, symbol key). A run receives a rectangle 
 per partition, quarantines bad rows and writes every store.
 """
 
-from __future__ import annotations
 
 import time
 from collections.abc import Mapping
@@ -95,7 +94,10 @@ def derived_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         description=dataset.description,
         group_name="bars",
         partitions_def=session_symbol_partitions(config.datasets[parent].start, config.exchange),
-        backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
+        # Same policy as the parent, so one run can carry both.
+        backfill_policy=_backfill_policy(
+            config.datasets[parent], len(config.symbol_partitions.keys)
+        ),
         io_manager_key=IO_MANAGER_KEY,
         ins={"minute_bars": AssetIn(key=parent)},
         kinds={"polars", "parquet"},
@@ -106,7 +108,8 @@ def derived_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         started = time.perf_counter()
         frame = resample_bars(minute_bars, dataset.granularity)
         metadata = _frame_metadata(frame, started)
-        metadata.update({"source": f"resampled from {parent}", "input_rows": len(minute_bars)})
+        sources = sorted(frame["source"].unique().to_list()) if not frame.is_empty() else []
+        metadata.update({"source": ",".join(sources) or "none", "input_rows": len(minute_bars)})
         return Output(frame, metadata=metadata)
 
     return _derived

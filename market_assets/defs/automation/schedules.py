@@ -1,6 +1,5 @@
 """After-close schedule: today's session for every symbol key, all bar datasets, one run."""
 
-from __future__ import annotations
 
 from collections.abc import Sequence
 
@@ -22,11 +21,17 @@ AFTER_CLOSE_CRON = "30 17 * * 1-5"
 EXCHANGE_TIMEZONE = "America/New_York"
 
 
-def build_after_close_schedule(asset_keys: Sequence[AssetKey], exchange: str) -> ScheduleDefinition:
-    """Daily at 17:30 New York time on exchange sessions only (holidays are skipped)."""
+def build_after_close_schedule(
+    name: str, asset_keys: Sequence[AssetKey], exchange: str
+) -> ScheduleDefinition:
+    """Daily at 17:30 New York time on exchange sessions only (holidays are skipped).
+
+    A schedule's assets must share one partitions definition, so there is one schedule per
+    fetched dataset, carrying the datasets derived from it.
+    """
 
     @schedule(
-        name="bars_after_close",
+        name=name,
         cron_schedule=AFTER_CLOSE_CRON,
         execution_timezone=EXCHANGE_TIMEZONE,
         target=AssetSelection.assets(*asset_keys),

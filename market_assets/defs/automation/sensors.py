@@ -1,6 +1,5 @@
 """Universe sensor: registers the symbol keys of configs/universes.yaml and backfills them."""
 
-from __future__ import annotations
 
 from collections.abc import Mapping
 

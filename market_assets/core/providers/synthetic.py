@@ -1,0 +1,597 @@
+"""The `synthetic` provider: generated market data for offline demos and tests.
+
+Nothing here is real market data. Every bar, split and dividend is generated from a
+deterministic random process, so the platform can be demonstrated and tested without a
+vendor account or a network connection. Rows carry `source = "synthetic"`.
+
+How the data is made, so its properties can be relied on:
+
+- Per (symbol, seed) a profile is drawn once: a base price (20-500), a daily volatility
+  (1-3%), a dollar volume, a quarterly dividend policy (most symbols) and a few splits
+  (ratios 2, 3, 4, 3/2; rarely a 1-for-10 reverse split) spread over the history since 1990.
+- The daily path is a random walk of log returns. Its random stream is counter-based
+  (Philox keyed by a blake2b hash of symbol and seed, never Python's salted `hash()`) and
+  indexed by weekday number since 1990-01-01: a weekday's draw never depends on which range
+  was requested, nor on holidays added to the calendar later. Each draw is split into an
+  overnight gap and an intraday move. The adjusted level is softly bounded (tanh in log
+  space) to between 1/6 and 6 times the base price around 2024-01-02.
+- Raw (unadjusted) prices reflect corporate actions: on a split's ex-date the level divides
+  by the ratio and volumes scale up by it; on a dividend's ex-date the open gaps down by the
+  amount (amounts are set once a year from the price, and rescaled by any split).
+- Minute bars: one per regular-session minute (390, fewer on early closes). The path is a
+  Brownian bridge from the session's open to its close, drawn from a second counter-based
+  stream whose block for a session is fixed by its weekday number. Highs and lows wick
+  around the path, volume is U-shaped over the day, trade counts are volume / (50..150) and
+  vwap lies inside [low, high]. Prices are rounded to cents.
+- Daily bars are exactly the aggregate of that session's minute bars (first open, max high,
+  min low, last close, summed volume and trade count, volume-weighted vwap). 5m, 15m and 1h
+  bars are the 1m bars resampled with `transforms.resample`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from market_assets.core.calendar import get_calendar
+from market_assets.core.providers.base import (
+    ActionsRequest,
+    BarRequest,
+    FetchResult,
+    TransientError,
+    UnknownSymbolError,
+)
+from market_assets.core.schemas import ACTION_SCHEMA, conform_bars, empty_bars
+from market_assets.core.symbols import validate_symbol, validate_symbols
+from market_assets.core.transforms.resample import resample_bars, session_schedule
+
+SOURCE = "synthetic"
+STREAM_ANCHOR = np.datetime64("1990-01-01", "D")  # a Monday: weekday number 0
+REFERENCE_SESSION = dt.date(2024, 1, 2)  # the adjusted level equals the base price here
+LEVEL_BOUND = float(np.log(6.0))  # adjusted level stays within base / 6 .. base * 6
+OVERNIGHT_SHARE = 0.35  # overnight gap volatility as a share of daily volatility
+REGULAR_MINUTES = 390
+BLOCK_UINT64 = 976  # random words per session: 5 uniforms (32-bit) per minute x 390 minutes
+SESSIONS_PER_CHUNK = 256
+SPLIT_DATE_RANGE = (dt.date(1990, 6, 1), dt.date(2026, 6, 30))
+FORWARD_SPLIT_RATIOS = (2.0, 2.0, 2.0, 3.0, 1.5, 4.0)
+REVERSE_SPLIT_RATIO = 0.1
+MIN_SESSIONS_BETWEEN_SPLITS = 250
+PRICE_FLOOR = 0.01
+IGNORED_SETTINGS = ("api_key_env", "secret_key_env", "requests_per_minute")
+
+
+def _stream_key(symbol: str, seed: int, purpose: str) -> int:
+    """A stable 128-bit Philox key for one random stream of (symbol, seed)."""
+    digest = hashlib.blake2b(f"{purpose}|{seed}|{symbol}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _weekday_numbers(days: np.ndarray) -> np.ndarray:
+    """Weekdays (Mon-Fri) between the stream anchor and each day, holidays included."""
+    return np.busday_count(STREAM_ANCHOR, days.astype("datetime64[D]")).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SymbolProfile:
+    """The fixed characteristics of one synthetic symbol."""
+
+    base_price: float
+    daily_vol: float
+    drift: float
+    dollar_volume: float
+    dividend_yield: float  # annual; 0.0 for symbols that pay none
+    dividend_start_year: int
+    dividend_first_month: int  # ex-dates fall in this month and every third one after it
+    dividend_day: int
+    splits: tuple[tuple[dt.date, float], ...]  # (nominal ex-date, ratio) in date order
+
+
+@lru_cache(maxsize=1024)
+def _profile(symbol: str, seed: int) -> SymbolProfile:
+    rng = np.random.Generator(np.random.Philox(key=_stream_key(symbol, seed, "profile")))
+    base_price = float(np.exp(rng.uniform(np.log(20.0), np.log(500.0))))
+    daily_vol = float(rng.uniform(0.01, 0.03))
+    drift = float(rng.uniform(0.0, 1.5e-4))
+    dollar_volume = float(np.exp(rng.uniform(np.log(2e7), np.log(2e9))))
+    pays = rng.uniform() < 0.75
+    dividend_yield = float(rng.uniform(0.005, 0.04)) if pays else 0.0
+    dividend_start_year = int(rng.integers(1990, 2016))
+    dividend_first_month = int(rng.integers(1, 4))
+    dividend_day = int(rng.integers(1, 29))
+    first, last = (np.datetime64(day, "D") for day in SPLIT_DATE_RANGE)
+    span = int((last - first).astype(np.int64))
+    n_forward = int(rng.choice([0, 1, 1, 2, 2, 3]))
+    offsets = rng.integers(0, span, size=n_forward + 1)
+    ratios = [float(r) for r in rng.choice(FORWARD_SPLIT_RATIOS, size=n_forward)]
+    if rng.uniform() < 0.08:
+        ratios.append(REVERSE_SPLIT_RATIO)
+    dates = [(first + int(offset)).astype(dt.date) for offset in offsets[: len(ratios)]]
+    splits = tuple(sorted(zip(dates, ratios, strict=True)))
+    return SymbolProfile(
+        base_price=base_price,
+        daily_vol=daily_vol,
+        drift=drift,
+        dollar_volume=dollar_volume,
+        dividend_yield=dividend_yield,
+        dividend_start_year=dividend_start_year,
+        dividend_first_month=dividend_first_month,
+        dividend_day=dividend_day,
+        splits=splits,
+    )
+
+
+@dataclass(frozen=True)
+class SessionTable:
+    """Every calendar session as numpy arrays: date, weekday number, UTC open, minutes."""
+
+    days: np.ndarray  # datetime64[D]
+    weekday_numbers: np.ndarray  # int64
+    open_us: np.ndarray  # int64 microseconds since the epoch, UTC
+    minutes: np.ndarray  # int64 regular-session minutes
+
+
+@lru_cache(maxsize=8)
+def _session_table(exchange: str) -> SessionTable:
+    schedule = session_schedule(get_calendar(exchange))
+    days = schedule.get_column("session").to_numpy().astype("datetime64[D]")
+    open_us = schedule.get_column("session_open").dt.epoch("us").to_numpy()
+    close_us = schedule.get_column("session_close").dt.epoch("us").to_numpy()
+    return SessionTable(
+        days=days,
+        weekday_numbers=_weekday_numbers(days),
+        open_us=open_us,
+        minutes=(close_us - open_us) // 60_000_000,
+    )
+
+
+@dataclass(frozen=True)
+class SymbolHistory:
+    """One symbol's raw session-level path over every calendar session, plus its actions."""
+
+    open: np.ndarray  # raw (unadjusted) session open, unrounded
+    close: np.ndarray  # raw session close, unrounded
+    volume: np.ndarray  # session volume in raw shares, float
+    minute_vol: float  # log volatility of one minute
+    actions: pl.DataFrame  # ACTION_SCHEMA
+
+
+@lru_cache(maxsize=64)
+def _history(symbol: str, seed: int, exchange: str) -> SymbolHistory:
+    profile = _profile(symbol, seed)
+    table = _session_table(exchange)
+    weekdays = table.weekday_numbers
+    stream = np.random.Generator(np.random.Philox(key=_stream_key(symbol, seed, "daily")))
+    draws = stream.standard_normal((int(weekdays[-1]) + 1, 3))
+
+    intraday_vol = profile.daily_vol * np.sqrt(1.0 - OVERNIGHT_SHARE**2)
+    intraday = profile.drift + intraday_vol * draws[:, 0]
+    overnight = profile.daily_vol * OVERNIGHT_SHARE * draws[:, 1]
+    level = np.cumsum(intraday + overnight)
+    reference = int(np.searchsorted(table.days, np.datetime64(REFERENCE_SESSION, "D")))
+    centre = level[weekdays[reference]]
+
+    def adjusted(log_level: np.ndarray) -> np.ndarray:
+        bounded = LEVEL_BOUND * np.tanh((log_level - centre) / LEVEL_BOUND)
+        return profile.base_price * np.exp(bounded)
+
+    adj_close = adjusted(level[weekdays])
+    adj_open = adjusted(level[weekdays] - intraday[weekdays])
+
+    split_rows = _split_sessions(profile, table.days)
+    held = np.ones(len(table.days))  # shares held per original share, by session
+    for index, ratio in split_rows:
+        held[index:] *= ratio
+    split_factor = held[reference] / held
+
+    dividend_factor, dividend_rows = _dividends(
+        profile, table.days, adj_open * split_factor, adj_close * split_factor, split_factor
+    )
+    raw_open = adj_open * split_factor * dividend_factor
+    raw_close = adj_close * split_factor * dividend_factor
+
+    session_return = np.abs(np.log(adj_close / np.roll(adj_close, 1)))
+    session_return[0] = profile.daily_vol
+    activity = np.exp(0.3 * draws[weekdays, 2] + 0.5 * (session_return / profile.daily_vol - 0.8))
+    shares = profile.dollar_volume / profile.base_price
+    volume = shares * activity / split_factor * (table.minutes / REGULAR_MINUTES)
+
+    actions = _actions_frame(
+        symbol,
+        [(table.days[i], ratio) for i, ratio in split_rows],
+        [(table.days[i], amount) for i, amount in dividend_rows],
+    )
+    return SymbolHistory(
+        open=raw_open,
+        close=raw_close,
+        volume=volume,
+        minute_vol=intraday_vol / np.sqrt(REGULAR_MINUTES),
+        actions=actions,
+    )
+
+
+def _split_sessions(profile: SymbolProfile, days: np.ndarray) -> list[tuple[int, float]]:
+    """Session index and ratio of each split, at least a year apart, on or after 1990."""
+    rows: list[tuple[int, float]] = []
+    for nominal, ratio in profile.splits:
+        index = int(np.searchsorted(days, np.datetime64(nominal, "D")))
+        if not 1 <= index < len(days):
+            continue
+        if rows and index - rows[-1][0] < MIN_SESSIONS_BETWEEN_SPLITS:
+            continue
+        rows.append((index, ratio))
+    return rows
+
+
+def _dividends(
+    profile: SymbolProfile,
+    days: np.ndarray,
+    open_: np.ndarray,
+    close: np.ndarray,
+    split_factor: np.ndarray,
+) -> tuple[np.ndarray, list[tuple[int, float]]]:
+    """Cumulative price factor of cash dividends by session, and (session, amount) rows.
+
+    `open_` and `close` are in raw shares but not yet dividend-adjusted. On an ex-date the
+    open becomes exactly (open - amount) before rounding. The amount is set at the first
+    payment of each year to a quarter of the annual yield on the previous close, and is
+    rescaled by any split later that year.
+    """
+    factor = np.ones(len(days))
+    if profile.dividend_yield == 0.0:
+        return factor, []
+    last_year = int(days[-1].astype("datetime64[Y]").astype(np.int64)) + 1970
+    nominal = np.array(
+        [
+            np.datetime64(dt.date(year, month, profile.dividend_day), "D")
+            for year in range(profile.dividend_start_year, last_year + 1)
+            for month in range(profile.dividend_first_month, 13, 3)
+        ]
+    )
+    indices = np.unique(np.searchsorted(days, nominal))
+    rows: list[tuple[int, float]] = []
+    running = 1.0
+    amount_year, year_amount, year_split = -1, 0.0, 1.0
+    for index in (int(i) for i in indices if 1 <= i < len(days)):
+        year = int(days[index].astype("datetime64[Y]").astype(np.int64))
+        if year != amount_year:
+            amount_year = year
+            year_amount = profile.dividend_yield / 4 * close[index - 1] * running
+            year_split = split_factor[index]
+        amount = max(round(year_amount * split_factor[index] / year_split, 2), 0.01)
+        open_before = open_[index] * running
+        if amount >= 0.2 * open_before:
+            continue
+        step = 1.0 - amount / open_before
+        factor[index:] *= step
+        running *= step
+        rows.append((index, amount))
+    return factor, rows
+
+
+def _actions_frame(
+    symbol: str,
+    splits: list[tuple[np.datetime64, float]],
+    dividends: list[tuple[np.datetime64, float]],
+) -> pl.DataFrame:
+    records = [(day.astype(dt.date), "split", ratio, None) for day, ratio in splits] + [
+        (day.astype(dt.date), "dividend", None, amount) for day, amount in dividends
+    ]
+    frame = pl.DataFrame(
+        {
+            "symbol": [symbol] * len(records),
+            "ex_date": [r[0] for r in records],
+            "action_type": [r[1] for r in records],
+            "ratio": [r[2] for r in records],
+            "amount": [r[3] for r in records],
+            "currency": [None if r[1] == "split" else "USD" for r in records],
+            "source": [SOURCE] * len(records),
+        },
+        schema=ACTION_SCHEMA,
+    )
+    return frame.sort("ex_date", "action_type")
+
+
+@dataclass(frozen=True)
+class MinuteGrid:
+    """Minute bars of a run of sessions as (session x minute) arrays; `valid` marks real bars."""
+
+    ts_us: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    trade_count: np.ndarray
+    vwap: np.ndarray
+    valid: np.ndarray
+    last: np.ndarray  # column of each session's last bar
+
+
+def _session_uniforms(key: int, weekday_numbers: np.ndarray) -> np.ndarray:
+    """Uniforms in (0, 1), shape (sessions, 5, 390), from each session's fixed stream block."""
+    first = int(weekday_numbers[0])
+    span = int(weekday_numbers[-1]) - first + 1
+    generator = np.random.Philox(key=key, counter=[first * (BLOCK_UINT64 // 4), 0, 0, 0])
+    words = generator.random_raw(span * BLOCK_UINT64).reshape(span, BLOCK_UINT64)
+    halves = words[weekday_numbers - first].view(np.uint32)[:, : 5 * REGULAR_MINUTES]
+    return (halves.reshape(-1, 5, REGULAR_MINUTES) + 0.5) * 2.0**-32
+
+
+@lru_cache(maxsize=16)
+def _volume_profile(minutes: int) -> np.ndarray:
+    """Share of a session's volume traded in each minute: U-shaped, spikes at open and close."""
+    column = np.arange(REGULAR_MINUTES)
+    position = (column + 0.5) / minutes
+    shape = (
+        1.0
+        + 2.5 * (2.0 * position - 1.0) ** 2
+        + 2.0 * np.exp(-column / 5.0)
+        + 2.5 * np.exp(-(minutes - 1 - column) / 4.0)
+    )
+    shape[minutes:] = 0.0
+    shape /= shape.sum()
+    shape.flags.writeable = False
+    return shape
+
+
+def _minute_grid(
+    symbol: str, seed: int, history: SymbolHistory, table: SessionTable, index: np.ndarray
+) -> MinuteGrid:
+    """Generate the minute bars of the sessions at `index` (ascending, one symbol)."""
+    uniforms = _session_uniforms(_stream_key(symbol, seed, "minute"), table.weekday_numbers[index])
+    minutes = table.minutes[index][:, None]
+    column = np.arange(REGULAR_MINUTES)[None, :]
+    valid = column < minutes
+    sigma = history.minute_vol
+
+    radius = np.sqrt(-2.0 * np.log(uniforms[:, 0]))
+    angle = 2.0 * np.pi * uniforms[:, 1]
+    walk = np.cumsum(np.where(valid, radius * np.cos(angle), 0.0), axis=1)
+    elapsed = np.minimum((column + 1) / minutes, 1.0)
+    bridge = walk - elapsed * walk[:, -1:]
+    session_open = history.open[index][:, None]
+    log_open, log_close = np.log(session_open), np.log(history.close[index][:, None])
+    path = np.exp(log_open + elapsed * (log_close - log_open) + sigma * bridge)
+
+    close = np.maximum(np.round(path, 2), PRICE_FLOOR)
+    open_ = np.maximum(
+        np.round(np.concatenate([session_open, path[:, :-1]], axis=1), 2), PRICE_FLOOR
+    )
+    upper_wick = 1.0 - 0.5 * sigma * np.log(uniforms[:, 2])  # exponential wick lengths
+    lower_wick = 1.0 + 0.5 * sigma * np.log(uniforms[:, 3])
+    high = np.round(np.maximum(open_, close) * upper_wick, 2)
+    low = np.maximum(np.round(np.minimum(open_, close) * lower_wick, 2), PRICE_FLOOR)
+
+    lengths, which = np.unique(table.minutes[index], return_inverse=True)
+    weights = np.stack([_volume_profile(int(length)) for length in lengths])[which]
+    noise = np.exp(0.35 * radius * np.sin(angle) - 0.35**2 / 2)
+    volume = np.maximum(np.rint(history.volume[index][:, None] * weights * noise), 1.0)
+    trade_count = np.minimum(
+        np.maximum(np.rint(volume / (50.0 + 100.0 * uniforms[:, 4])), 1), volume
+    )
+    vwap = np.clip(np.round((open_ + high + low + close) / 4.0, 4), low, high)
+    return MinuteGrid(
+        ts_us=table.open_us[index][:, None] + column * 60_000_000,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=np.where(valid, volume, 0).astype(np.int64),
+        trade_count=np.where(valid, trade_count, 0).astype(np.int64),
+        vwap=vwap,
+        valid=valid,
+        last=table.minutes[index] - 1,
+    )
+
+
+def _minute_frame(symbol: str, grid: MinuteGrid) -> pl.DataFrame:
+    valid = grid.valid
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(grid.ts_us[valid]).cast(pl.Datetime("us", "UTC")),
+            "symbol": symbol,
+            "open": grid.open[valid],
+            "high": grid.high[valid],
+            "low": grid.low[valid],
+            "close": grid.close[valid],
+            "volume": grid.volume[valid],
+            "trade_count": grid.trade_count[valid],
+            "vwap": grid.vwap[valid],
+            "granularity": "1m",
+            "source": SOURCE,
+        }
+    )
+
+
+def _daily_frame(symbol: str, days: np.ndarray, grid: MinuteGrid) -> pl.DataFrame:
+    rows = np.arange(len(days))
+    volume = grid.volume.sum(axis=1)
+    traded_value = np.where(grid.valid, grid.vwap * grid.volume, 0.0).sum(axis=1)
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(days.astype("datetime64[us]")).dt.replace_time_zone("UTC"),
+            "symbol": symbol,
+            "open": grid.open[:, 0],
+            "high": np.where(grid.valid, grid.high, -np.inf).max(axis=1),
+            "low": np.where(grid.valid, grid.low, np.inf).min(axis=1),
+            "close": grid.close[rows, grid.last],
+            "volume": volume,
+            "trade_count": grid.trade_count.sum(axis=1),
+            "vwap": np.round(traded_value / volume, 9),
+            "granularity": "1d",
+            "source": SOURCE,
+        }
+    )
+
+
+def synthetic_bars(
+    symbol: str,
+    granularity: str,
+    start: dt.date,
+    end: dt.date,
+    seed: int = 7,
+    exchange: str = "XNYS",
+) -> pl.DataFrame:
+    """Generated bars of one symbol over the sessions in [start, end), canonical schema.
+
+    Raises ValueError for an invalid symbol or an unknown granularity.
+    """
+    validate_symbol(symbol)
+    if granularity not in SyntheticProvider.granularities:
+        raise ValueError(
+            f"granularity {granularity!r} is not one of {list(SyntheticProvider.granularities)}"
+        )
+    table = _session_table(exchange)
+    first = int(np.searchsorted(table.days, np.datetime64(start, "D")))
+    stop = int(np.searchsorted(table.days, np.datetime64(end, "D")))
+    if first >= stop:
+        return empty_bars()
+    history = _history(symbol, seed, exchange)
+    frames = []
+    for chunk_start in range(first, stop, SESSIONS_PER_CHUNK):
+        index = np.arange(chunk_start, min(chunk_start + SESSIONS_PER_CHUNK, stop))
+        grid = _minute_grid(symbol, seed, history, table, index)
+        if granularity == "1d":
+            frames.append(_daily_frame(symbol, table.days[index], grid))
+        else:
+            frames.append(_minute_frame(symbol, grid))
+    bars = conform_bars(pl.concat(frames))
+    if granularity in ("1m", "1d"):
+        return bars
+    return resample_bars(bars, granularity, get_calendar(exchange))
+
+
+def synthetic_actions(symbol: str, seed: int = 7, exchange: str = "XNYS") -> pl.DataFrame:
+    """Every generated split and dividend of one symbol since 1990 (ACTION_SCHEMA)."""
+    return _history(symbol, seed, exchange).actions
+
+
+class SyntheticProvider:
+    """Generated (not real) bars and corporate actions, deterministic per (symbol, seed).
+
+    Serves 1m and 1d directly and 5m, 15m, 1h by resampling its 1m bars. Test seams:
+    symbols in `unknown_symbols` are answered like a vendor that does not list them, and
+    the first `transient_failures` calls raise TransientError.
+    """
+
+    name = SOURCE
+    granularities: tuple[str, ...] = ("1m", "5m", "15m", "1h", "1d")
+
+    def __init__(
+        self,
+        seed: int = 7,
+        unknown_symbols: frozenset[str] = frozenset(),
+        transient_failures: int = 0,
+    ) -> None:
+        if transient_failures < 0:
+            raise ValueError(f"transient_failures must be >= 0, got {transient_failures}")
+        self.seed = int(seed)
+        self.unknown_symbols = frozenset(validate_symbols(unknown_symbols))
+        self.transient_failures = int(transient_failures)
+        self.calls = 0
+        self._exchange = get_calendar().exchange
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any]) -> SyntheticProvider:
+        """Build from a providers.yaml entry: `seed`, `unknown_symbols`, `transient_failures`.
+
+        `kind` must be "synthetic" when present. The vendor-generic keys (`api_key_env`,
+        `secret_key_env`, `requests_per_minute`) are accepted and ignored: generated data
+        needs no key and no rate limit. Any other key raises ValueError naming it.
+        """
+        options = dict(settings)
+        kind = options.pop("kind", SOURCE)
+        if kind != SOURCE:
+            raise ValueError(f"SyntheticProvider cannot be built from kind {kind!r}")
+        for key in IGNORED_SETTINGS:
+            options.pop(key, None)
+        unknown = set(options) - {"seed", "unknown_symbols", "transient_failures"}
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {sorted(unknown)} for the synthetic provider; "
+                "allowed: seed, unknown_symbols, transient_failures"
+            )
+        return cls(
+            seed=int(options.get("seed", 7)),
+            unknown_symbols=frozenset(options.get("unknown_symbols", ())),
+            transient_failures=int(options.get("transient_failures", 0)),
+        )
+
+    def fetch_bars(self, request: BarRequest) -> FetchResult:
+        """Bars for the sessions in [request.start, request.end); one request per call."""
+        context = {
+            "vendor": SOURCE,
+            "dataset": request.dataset,
+            "start": request.start,
+            "end": request.end,
+        }
+        known, failures = self._admit(request.symbols, context)
+        frames = [
+            synthetic_bars(
+                symbol, request.granularity, request.start, request.end, self.seed, self._exchange
+            )
+            for symbol in known
+        ]
+        frame = pl.concat(frames).sort("symbol", "ts") if frames else empty_bars()
+        return FetchResult(frame=frame, source=SOURCE, requests=1, failures=failures)
+
+    def fetch_actions(self, request: ActionsRequest) -> FetchResult:
+        """Splits and dividends with ex_date in [request.start, request.end)."""
+        if not request.start < request.end:
+            raise ValueError(
+                f"start {request.start} must be before end {request.end} (end exclusive)"
+            )
+        context = {
+            "vendor": SOURCE,
+            "dataset": "corporate_actions",
+            "start": request.start,
+            "end": request.end,
+        }
+        symbols = tuple(validate_symbols(request.symbols))
+        known, failures = self._admit(symbols, context)
+        frames = [
+            synthetic_actions(symbol, self.seed, self._exchange).filter(
+                pl.col("ex_date").is_between(request.start, request.end, closed="left")
+            )
+            for symbol in known
+        ]
+        frame = pl.concat(frames) if frames else pl.DataFrame(schema=ACTION_SCHEMA)
+        return FetchResult(frame=frame, source=SOURCE, requests=1, failures=failures)
+
+    def _admit(
+        self, symbols: tuple[str, ...], context: dict[str, Any]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Count the call, simulate transient failures, and set unknown symbols aside."""
+        self.calls += 1
+        if self.calls <= self.transient_failures:
+            raise TransientError(
+                f"simulated transient failure {self.calls} of {self.transient_failures}",
+                symbols=symbols,
+                **context,
+            )
+        unknown = [s for s in symbols if s in self.unknown_symbols]
+        if unknown and len(unknown) == len(symbols):
+            raise UnknownSymbolError(
+                "no requested symbol is listed by the synthetic provider",
+                symbols=symbols,
+                **context,
+            )
+        failures = {
+            symbol: str(
+                UnknownSymbolError(
+                    f"{symbol} is not listed by the synthetic provider",
+                    symbols=(symbol,),
+                    **context,
+                )
+            )
+            for symbol in unknown
+        }
+        return [s for s in symbols if s not in self.unknown_symbols], failures

@@ -1,0 +1,1 @@
+"""Pure transforms over canonical frames: resampling, adjustment, indicators."""

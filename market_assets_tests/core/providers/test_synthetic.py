@@ -1,0 +1,334 @@
+"""The synthetic provider: deterministic, realistic-looking, generated (not real) data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from market_assets.core.providers.base import (
+    ActionsRequest,
+    BarRequest,
+    TransientError,
+    UnknownSymbolError,
+)
+from market_assets.core.providers.synthetic import SyntheticProvider, synthetic_bars
+from market_assets.core.schemas import ACTION_SCHEMA, BAR_SCHEMA, BarModel
+from market_assets.core.stores.layout import layout_for
+from market_assets.core.transforms.resample import resample_bars
+
+D = dt.date
+NEW_YORK = "America/New_York"
+# Generated profiles with seed 7 (asserted below through fetch_actions, not assumed).
+SPLIT_SYMBOL = "SYM1"  # 2:1 on 1990-12-12 and 1992-03-06, 4:1 on 2016-02-17; pays dividends
+REVERSE_SPLIT_SYMBOL = "SYM11"  # 1-for-10 on 2015-06-22
+
+
+def bars(symbols: tuple[str, ...], granularity: str, start: D, end: D, **kwargs) -> pl.DataFrame:
+    request = BarRequest(f"bars_{granularity}", symbols, granularity, start, end)
+    return SyntheticProvider(**kwargs).fetch_bars(request).frame
+
+
+def session() -> pl.Expr:
+    """The New York session date of an intraday bar."""
+    return layout_for("bars_1m").session_expr()
+
+
+def checksum(frame: pl.DataFrame) -> str:
+    return hashlib.sha256(frame.write_csv().encode()).hexdigest()
+
+
+def test_fetch_bars_returns_the_same_session_whatever_range_was_requested() -> None:
+    wide = bars(("AAPL", "MSFT"), "1m", D(2024, 1, 2), D(2024, 3, 1))
+    narrow = bars(("MSFT", "AAPL"), "1m", D(2024, 2, 1), D(2024, 2, 2))
+
+    wide_day = wide.filter(pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date() == D(2024, 2, 1))
+    assert narrow.height == 2 * 390
+    assert wide_day.equals(narrow)
+
+
+def test_daily_bars_are_the_same_whatever_range_was_requested() -> None:
+    long_history = bars(("SPY",), "1d", D(2005, 1, 1), D(2024, 6, 1))
+    one_day = bars(("SPY",), "1d", D(2024, 2, 1), D(2024, 2, 2))
+
+    assert one_day.equals(long_history.filter(pl.col("ts").dt.date() == D(2024, 2, 1)))
+
+
+def test_fetch_bars_gives_identical_bars_in_a_fresh_process() -> None:
+    script = (
+        "import datetime as dt, hashlib\n"
+        "from market_assets.core.providers.synthetic import synthetic_bars\n"
+        "frame = synthetic_bars('QQQ', '1m', dt.date(2024, 5, 6), dt.date(2024, 5, 7), seed=11)\n"
+        "print(hashlib.sha256(frame.write_csv().encode()).hexdigest())\n"
+    )
+    here = checksum(synthetic_bars("QQQ", "1m", D(2024, 5, 6), D(2024, 5, 7), seed=11))
+
+    there = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    assert there == here
+
+
+def test_different_seeds_give_different_prices() -> None:
+    seven = bars(("AAPL",), "1d", D(2024, 1, 2), D(2024, 1, 10), seed=7)
+    eight = bars(("AAPL",), "1d", D(2024, 1, 2), D(2024, 1, 10), seed=8)
+
+    assert seven.height == eight.height == 6
+    assert seven.get_column("close").to_list() != eight.get_column("close").to_list()
+
+
+def test_regular_session_has_390_minute_bars_from_the_open() -> None:
+    winter = bars(("AAPL",), "1m", D(2024, 1, 17), D(2024, 1, 18))
+    summer = bars(("AAPL",), "1m", D(2024, 7, 17), D(2024, 7, 18))
+
+    assert winter.height == summer.height == 390
+    assert winter.get_column("ts").min() == dt.datetime(2024, 1, 17, 14, 30, tzinfo=dt.UTC)
+    assert winter.get_column("ts").max() == dt.datetime(2024, 1, 17, 20, 59, tzinfo=dt.UTC)
+    assert summer.get_column("ts").min() == dt.datetime(2024, 7, 17, 13, 30, tzinfo=dt.UTC)
+    assert winter.get_column("ts").diff().drop_nulls().unique().to_list() == [
+        dt.timedelta(minutes=1)
+    ]
+
+
+def test_early_close_has_210_minute_bars_and_holiday_has_none() -> None:
+    frame = bars(("AAPL",), "1m", D(2024, 7, 1), D(2024, 12, 1))
+    per_session = dict(frame.group_by(session().alias("session")).len().iter_rows())
+
+    assert per_session[D(2024, 11, 29)] == 210
+    assert per_session[D(2024, 7, 3)] == 210
+    assert per_session[D(2024, 7, 5)] == 390
+    assert D(2024, 7, 4) not in per_session
+    assert D(2024, 11, 28) not in per_session
+
+
+def test_daily_bar_equals_the_aggregate_of_its_minute_bars_exactly() -> None:
+    start, end = D(2024, 11, 25), D(2024, 12, 6)  # includes the 2024-11-29 early close
+    minutes = bars(("AAPL", "KO"), "1m", start, end)
+    daily = bars(("AAPL", "KO"), "1d", start, end)
+
+    expected = (
+        minutes.group_by("symbol", session().alias("session"), maintain_order=True)
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+            pl.col("trade_count").sum(),
+            ((pl.col("vwap") * pl.col("volume")).sum() / pl.col("volume").sum()).alias("vwap"),
+        )
+        .sort("symbol", "session")
+    )
+    actual = daily.with_columns(pl.col("ts").dt.date().alias("session"))
+
+    assert actual.height == expected.height == 2 * 8
+    for name in ("open", "high", "low", "close", "volume", "trade_count"):
+        assert actual.get_column(name).to_list() == expected.get_column(name).to_list(), name
+    assert actual.get_column("vwap").to_list() == pytest.approx(
+        expected.get_column("vwap").to_list(),
+        abs=1e-9,  # rounded to 1e-9 like all prices
+    )
+    assert actual.get_column("ts").to_list()[0] == dt.datetime(2024, 11, 25, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("granularity", ["1m", "5m", "1h", "1d"])
+def test_bars_pass_the_canonical_bar_model(granularity: str) -> None:
+    frame = bars(
+        ("AAPL", "BRK.B", REVERSE_SPLIT_SYMBOL), granularity, D(2024, 3, 4), D(2024, 3, 16)
+    )
+
+    BarModel.validate(frame)
+
+    assert frame.schema == BAR_SCHEMA
+    assert frame.get_column("source").unique().to_list() == ["synthetic"]
+    assert frame.get_column("granularity").unique().to_list() == [granularity]
+    assert frame.select((pl.col("vwap").is_between(pl.col("low"), pl.col("high"))).all()).item()
+
+
+def test_prices_are_rounded_to_cents() -> None:
+    frame = bars(("AAPL",), "1m", D(2024, 3, 4), D(2024, 3, 5))
+
+    for name in ("open", "high", "low", "close"):
+        cents = frame.get_column(name) * 100
+        assert (cents - cents.round()).abs().max() < 1e-6
+
+
+def test_intraday_volume_is_u_shaped() -> None:
+    frame = bars(("AAPL", "XOM"), "1m", D(2024, 4, 1), D(2024, 5, 1))
+    minute = frame.with_columns(
+        ((pl.col("ts") - pl.col("ts").min().over("symbol", session())).dt.total_minutes()).alias(
+            "minute"
+        )
+    )
+
+    def mean_volume(first: int, last: int) -> float:
+        return minute.filter(pl.col("minute").is_between(first, last)).get_column("volume").mean()
+
+    open_, midday, close = mean_volume(0, 29), mean_volume(165, 224), mean_volume(360, 389)
+    assert open_ > 1.5 * midday
+    assert close > 1.5 * midday
+
+
+def test_trade_count_is_volume_divided_by_50_to_150() -> None:
+    frame = bars(("AAPL",), "1m", D(2024, 4, 1), D(2024, 4, 3)).filter(pl.col("volume") > 1000)
+
+    per_trade = frame.get_column("volume") / frame.get_column("trade_count")
+
+    assert per_trade.min() >= 49.0
+    assert per_trade.max() <= 151.0
+
+
+def test_split_shows_as_a_raw_price_jump_of_the_ratio_and_is_listed() -> None:
+    provider = SyntheticProvider()
+    actions = provider.fetch_actions(ActionsRequest((SPLIT_SYMBOL,), D(1990, 1, 1), D(2030, 1, 1)))
+    splits = actions.frame.filter(pl.col("action_type") == "split")
+    daily = provider.fetch_bars(
+        BarRequest("bars_1d", (SPLIT_SYMBOL,), "1d", D(1990, 1, 1), D(2026, 1, 1))
+    ).frame.with_columns(
+        pl.col("ts").dt.date().alias("session"),
+        pl.col("close").shift().alias("previous_close"),
+    )
+
+    assert splits.select("ex_date", "ratio").rows() == [
+        (D(1990, 12, 12), 2.0),
+        (D(1992, 3, 6), 2.0),
+        (D(2016, 2, 17), 4.0),
+    ]
+    on_ex_dates = daily.join(splits, left_on="session", right_on="ex_date")
+    jumps = (on_ex_dates["previous_close"] / on_ex_dates["open"]).to_list()
+    assert jumps == pytest.approx(on_ex_dates["ratio"].to_list(), rel=0.05)
+
+
+def test_split_scales_volume_up_by_the_ratio() -> None:
+    daily = bars((SPLIT_SYMBOL,), "1d", D(2015, 9, 1), D(2016, 7, 1))
+    before = daily.filter(pl.col("ts").dt.date() < D(2016, 2, 17))["volume"].mean()
+    after = daily.filter(pl.col("ts").dt.date() >= D(2016, 2, 17))["volume"].mean()
+
+    assert after / before == pytest.approx(4.0, rel=0.2)
+
+
+def test_reverse_split_multiplies_the_raw_price_by_ten() -> None:
+    provider = SyntheticProvider()
+    actions = provider.fetch_actions(
+        ActionsRequest((REVERSE_SPLIT_SYMBOL,), D(2015, 1, 1), D(2016, 1, 1))
+    ).frame
+    daily = bars((REVERSE_SPLIT_SYMBOL,), "1d", D(2015, 6, 19), D(2015, 6, 23))
+
+    assert actions.filter(pl.col("action_type") == "split").select("ex_date", "ratio").rows() == [
+        (D(2015, 6, 22), 0.1)
+    ]
+    assert daily["open"][1] / daily["close"][0] == pytest.approx(10.0, rel=0.05)
+
+
+def test_dividend_ex_date_open_gaps_down_by_the_amount() -> None:
+    provider = SyntheticProvider()
+    dividends = provider.fetch_actions(
+        ActionsRequest((SPLIT_SYMBOL,), D(1990, 1, 1), D(2026, 1, 1))
+    ).frame.filter(pl.col("action_type") == "dividend")
+    daily = bars((SPLIT_SYMBOL,), "1d", D(1990, 1, 1), D(2026, 1, 1)).with_columns(
+        pl.col("ts").dt.date().alias("session"), pl.col("close").shift().alias("previous_close")
+    )
+    ex = daily.join(dividends, left_on="session", right_on="ex_date")
+    gap = (ex["open"] - ex["previous_close"]) / ex["previous_close"]
+    dividend_yield = ex["amount"] / ex["previous_close"]
+
+    assert ex.height == dividends.height > 100
+    assert gap.mean() < -0.004
+    assert (gap + dividend_yield).mean() == pytest.approx(0.0, abs=0.0015)
+
+
+def test_fetch_actions_follows_the_action_schema_within_the_range() -> None:
+    result = SyntheticProvider().fetch_actions(
+        ActionsRequest((SPLIT_SYMBOL, "AAPL"), D(2016, 1, 1), D(2017, 1, 1))
+    )
+    frame = result.frame
+
+    assert frame.schema == ACTION_SCHEMA
+    assert result.source == "synthetic" and result.requests == 1
+    assert frame["ex_date"].min() >= D(2016, 1, 1) and frame["ex_date"].max() < D(2017, 1, 1)
+    dividends = frame.filter(pl.col("action_type") == "dividend")
+    assert dividends.height == 4  # quarterly
+    assert dividends["amount"].min() > 0 and dividends["ratio"].null_count() == 4
+    assert set(dividends["currency"]) == {"USD"} and set(frame["source"]) == {"synthetic"}
+    assert frame.filter(pl.col("action_type") == "split")["currency"].to_list() == [None]
+    assert ("split", 4.0) in frame.select("action_type", "ratio").rows()
+
+
+def test_unknown_symbol_is_reported_in_failures_while_others_are_returned() -> None:
+    provider = SyntheticProvider(unknown_symbols=frozenset({"NOPE"}))
+    request = BarRequest("bars_1d", ("AAPL", "NOPE", "MSFT"), "1d", D(2024, 1, 2), D(2024, 1, 5))
+
+    result = provider.fetch_bars(request)
+
+    assert sorted(set(result.frame["symbol"])) == ["AAPL", "MSFT"]
+    assert list(result.failures) == ["NOPE"]
+    assert "NOPE is not listed" in result.failures["NOPE"]
+    assert result.requests == 1
+
+
+def test_request_of_only_unknown_symbols_raises_unknown_symbol_error() -> None:
+    provider = SyntheticProvider(unknown_symbols=frozenset({"NOPE", "NADA"}))
+    request = BarRequest("bars_1d", ("NOPE", "NADA"), "1d", D(2024, 1, 2), D(2024, 1, 5))
+
+    with pytest.raises(UnknownSymbolError, match="symbols=NOPE,NADA"):
+        provider.fetch_bars(request)
+
+
+def test_transient_failures_raise_for_the_first_calls_only() -> None:
+    provider = SyntheticProvider(transient_failures=2)
+    request = BarRequest("bars_1d", ("AAPL",), "1d", D(2024, 1, 2), D(2024, 1, 5))
+
+    for call in (1, 2):
+        with pytest.raises(TransientError, match=f"simulated transient failure {call} of 2"):
+            provider.fetch_bars(request)
+    assert provider.fetch_bars(request).frame.height == 3
+
+
+def test_intraday_granularities_are_resampled_from_minute_bars() -> None:
+    minutes = bars(("AAPL",), "1m", D(2024, 3, 4), D(2024, 3, 6))
+    hourly = bars(("AAPL",), "1h", D(2024, 3, 4), D(2024, 3, 6))
+
+    assert hourly.height == 14
+    assert hourly.equals(resample_bars(minutes, "1h"))
+
+
+def test_range_without_sessions_returns_an_empty_canonical_frame() -> None:
+    frame = bars(("AAPL",), "1m", D(2024, 7, 4), D(2024, 7, 5))
+
+    assert frame.is_empty()
+    assert frame.schema == BAR_SCHEMA
+
+
+def test_from_config_reads_seed_and_test_seams() -> None:
+    provider = SyntheticProvider.from_config(
+        {"kind": "synthetic", "seed": 3, "unknown_symbols": ["ZZZ"], "transient_failures": 1}
+    )
+
+    assert (provider.seed, provider.unknown_symbols, provider.transient_failures) == (
+        3,
+        frozenset({"ZZZ"}),
+        1,
+    )
+
+
+def test_from_config_rejects_an_unknown_setting() -> None:
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['api_key'\]"):
+        SyntheticProvider.from_config({"api_key": "x"})
+
+
+def test_twenty_years_of_daily_bars_for_one_symbol_take_well_under_a_second() -> None:
+    synthetic_bars("WARM", "1d", D(2024, 1, 2), D(2024, 1, 3))  # load the calendar once
+    timings = []
+    for attempt in range(3):  # best of three, so a busy machine does not fail the test
+        started = time.perf_counter()
+        frame = synthetic_bars(f"TWENTY{attempt}", "1d", D(2004, 1, 1), D(2024, 1, 1))
+        timings.append(time.perf_counter() - started)
+
+    assert frame.height == 5033
+    assert min(timings) < 1.0  # about 0.2 s measured on an idle two-core machine

@@ -1,0 +1,203 @@
+"""End to end through Dagster: provider -> validation -> IO manager -> stores -> query."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from dagster import AssetKey, DagsterInstance
+
+from market_assets.core.config import AppConfig
+from market_assets.core.providers.synthetic import SyntheticProvider
+from market_assets.definitions import build_definitions
+from market_assets.defs.resources import PlatformResource
+from market_assets.defs.runner import RunSummary, materialize_rectangle
+from market_assets.query import MarketData
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+MINUTE_ASSETS = ["bars_1m", "bars_5m", "bars_15m", "bars_1h"]
+SESSIONS = [dt.date(2024, 3, 7), dt.date(2024, 3, 8), dt.date(2024, 3, 11)]
+SYMBOLS = ["AAPL", "MSFT", "NVDA"]
+
+
+@dataclasses.dataclass
+class Pipeline:
+    config: AppConfig
+    instance: DagsterInstance
+    data_dir: Path
+
+    def run(
+        self,
+        assets: list[str],
+        sessions: list[dt.date],
+        symbols: list[str],
+        sessions_per_run: int = 10,
+    ) -> RunSummary:
+        defs = build_definitions(self.config)
+        summary = materialize_rectangle(
+            defs,
+            self.instance,
+            [AssetKey(a) for a in assets],
+            sessions,
+            symbols,
+            sessions_per_run,
+        )
+        assert not summary.failed_runs, f"runs failed: {summary.failed_runs}"
+        return summary
+
+    def market(self) -> MarketData:
+        return MarketData(root=self.data_dir)
+
+
+def make_pipeline(tmp_path: Path, provider_settings: dict | None = None, dsn=None) -> Pipeline:
+    config_dir = tmp_path / "configs"
+    config_dir.mkdir()
+    for name in ("universes", "datasets", "providers"):
+        data = yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text())
+        if name == "providers" and provider_settings:
+            data["providers"]["synthetic"]["settings"].update(provider_settings)
+        (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    data_dir = tmp_path / "data"
+    config = dataclasses.replace(
+        AppConfig.load(config_dir), data_dir=str(data_dir), timescale_dsn=dsn
+    )
+    return Pipeline(config, DagsterInstance.ephemeral(), data_dir)
+
+
+@pytest.fixture
+def pipeline(tmp_path) -> Pipeline:
+    return make_pipeline(tmp_path)
+
+
+def test_rectangle_run_fetches_in_one_request_and_stores_every_partition(pipeline):
+    summary = pipeline.run(["bars_1m"], SESSIONS, SYMBOLS)
+
+    stats = summary.datasets["bars_1m"]
+    assert len(summary.run_ids) == 1
+    assert stats.partitions == len(SESSIONS) * len(SYMBOLS)
+    assert stats.rows == len(SESSIONS) * len(SYMBOLS) * 390
+    assert stats.quarantined == 0
+    bars = pipeline.market().bars(SYMBOLS, SESSIONS[0], SESSIONS[-1] + dt.timedelta(days=1), "1m")
+    assert len(bars) == len(SESSIONS) * len(SYMBOLS) * 390
+    assert bars["source"].unique().to_list() == ["synthetic"]
+    run = pipeline.instance.get_run_by_id(summary.run_ids[0])
+    assert run.tags["dagster/asset_partition_range_start"] == "2024-03-07|AAPL"
+    materialization = pipeline.instance.get_latest_materialization_event(AssetKey("bars_1m"))
+    metadata = materialization.asset_materialization.metadata
+    assert metadata["vendor_requests"].value == 1
+    assert metadata["partitions"].value == 9
+
+
+def test_backfill_splits_sessions_into_runs_of_the_configured_size(pipeline):
+    summary = pipeline.run(["bars_1d"], SESSIONS, SYMBOLS, sessions_per_run=2)
+
+    assert len(summary.run_ids) == 2
+    assert summary.datasets["bars_1d"].partitions == 9
+    daily = pipeline.market().bars(SYMBOLS, "2024-03-01", "2024-03-12", "1d")
+    assert daily.group_by("symbol").len().sort("symbol")["len"].to_list() == [3, 3, 3]
+
+
+def test_rematerializing_a_partition_replaces_it_without_duplicates(pipeline):
+    pipeline.run(["bars_1m", "bars_1d"], SESSIONS, SYMBOLS)
+    before_1m = pipeline.market().bars(SYMBOLS, "2024-03-07", "2024-03-12", "1m")
+    before_1d = pipeline.market().bars(SYMBOLS, "2024-03-07", "2024-03-12", "1d")
+
+    pipeline.run(["bars_1m", "bars_1d"], SESSIONS[1:2], ["MSFT"])
+
+    after_1m = pipeline.market().bars(SYMBOLS, "2024-03-07", "2024-03-12", "1m")
+    after_1d = pipeline.market().bars(SYMBOLS, "2024-03-07", "2024-03-12", "1d")
+    assert after_1m.equals(before_1m)
+    assert after_1d.equals(before_1d)
+    assert after_1m.select("symbol", "ts").is_duplicated().sum() == 0
+
+
+def test_derived_bars_equal_a_direct_aggregation_of_minute_bars(pipeline):
+    pipeline.run(MINUTE_ASSETS, SESSIONS[:1], ["AAPL"])
+    market = pipeline.market()
+    minute = market.bars("AAPL", "2024-03-07", "2024-03-08", "1m")
+    hourly = market.bars("AAPL", "2024-03-07", "2024-03-08", "1h")
+
+    # Independent computation: New York wall-clock hour buckets offset by the 9:30 open.
+    expected = (
+        minute.with_columns(
+            (
+                (pl.col("ts") - pl.datetime(2024, 3, 7, 14, 30, time_zone="UTC"))
+                .dt.total_minutes()
+                // 60
+            ).alias("bucket")
+        )
+        .group_by("bucket")
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+        )
+        .sort("bucket")
+    )
+    assert len(hourly) == 7
+    assert hourly["ts"][0] == dt.datetime(2024, 3, 7, 14, 30, tzinfo=dt.UTC)
+    for column in ("open", "high", "low", "close", "volume"):
+        assert hourly[column].to_list() == expected[column].to_list(), column
+    five = market.bars("AAPL", "2024-03-07", "2024-03-08", "5m")
+    fifteen = market.bars("AAPL", "2024-03-07", "2024-03-08", "15m")
+    assert (len(five), len(fifteen)) == (78, 26)
+    assert five["volume"].sum() == fifteen["volume"].sum() == minute["volume"].sum()
+
+
+def test_early_close_session_has_fewer_minute_bars_and_a_truncated_last_hour(pipeline):
+    early = dt.date(2024, 11, 29)  # the day after Thanksgiving closes at 13:00 New York
+    pipeline.run(MINUTE_ASSETS, [early], ["SPY"])
+    market = pipeline.market()
+
+    minute = market.bars("SPY", early, early + dt.timedelta(days=1), "1m")
+    hourly = market.bars("SPY", early, early + dt.timedelta(days=1), "1h")
+    assert len(minute) == 210
+    assert len(hourly) == 4
+    assert minute["ts"].max() == dt.datetime(2024, 11, 29, 17, 59, tzinfo=dt.UTC)
+
+
+def test_holidays_are_not_partitions_and_cannot_be_requested(pipeline):
+    defs = build_definitions(pipeline.config)
+    partitions = defs.resolve_asset_graph().get(AssetKey("bars_1d")).partitions_def
+    date_keys = partitions.partitions_defs[0].partitions_def.get_partition_keys()
+
+    assert "2024-07-04" not in date_keys
+    assert "2024-12-25" not in date_keys
+    assert {"2024-07-03", "2024-07-05", "2024-12-24"} <= set(date_keys)
+
+
+def test_bad_rows_are_quarantined_and_counted_while_the_rest_is_stored(pipeline, monkeypatch):
+    original = SyntheticProvider.fetch_bars
+
+    def with_defects(self, request):
+        # Break two of the three sessions the way vendors do: a missing close and a high
+        # below the close. The adapter's own output is real; only the values are damaged.
+        result = original(self, request)
+        row = pl.int_range(pl.len())
+        result.frame = result.frame.with_columns(
+            pl.when(row == 0).then(None).otherwise(pl.col("close")).alias("close"),
+            pl.when(row == 2).then(pl.col("low")).otherwise(pl.col("high")).alias("high"),
+        ).with_columns(
+            pl.when(row == 2).then(pl.col("low") * 1.01).otherwise(pl.col("close")).alias("close")
+        )
+        return result
+
+    monkeypatch.setattr(SyntheticProvider, "fetch_bars", with_defects)
+    summary = pipeline.run(["bars_1d"], SESSIONS, ["AAPL"])
+
+    assert summary.datasets["bars_1d"].quarantined == 2
+    assert summary.datasets["bars_1d"].rows == 1
+    daily = pipeline.market().bars("AAPL", "2024-03-01", "2024-03-12", "1d")
+    assert daily["ts"].dt.date().to_list() == [SESSIONS[1]]
+    lake = PlatformResource(data_dir=str(pipeline.data_dir)).lake()
+    quarantined = lake.read_quarantine(
+        "bars_1d", ["AAPL"], dt.datetime(2024, 3, 1), dt.datetime(2024, 3, 12)
+    )
+    assert quarantined.sort("ts")["rule"].to_list() == ["null_price", "high_below_open_close"]
+    assert quarantined["source"].to_list() == ["synthetic", "synthetic"]
