@@ -201,3 +201,46 @@ def test_bad_rows_are_quarantined_and_counted_while_the_rest_is_stored(pipeline,
     )
     assert quarantined.sort("ts")["rule"].to_list() == ["null_price", "high_below_open_close"]
     assert quarantined["source"].to_list() == ["synthetic", "synthetic"]
+
+
+def test_one_unknown_symbol_is_reported_while_the_others_are_stored(tmp_path):
+    pipeline = make_pipeline(tmp_path, provider_settings={"unknown_symbols": ["NOPE"]})
+
+    summary = pipeline.run(["bars_1d"], SESSIONS, ["AAPL", "NOPE", "MSFT"])
+
+    stats = summary.datasets["bars_1d"]
+    assert set(stats.failed_symbols) == {"NOPE"}
+    assert "NOPE" in stats.failed_symbols["NOPE"]
+    daily = pipeline.market().bars(["AAPL", "MSFT", "NOPE"], "2024-03-01", "2024-03-12", "1d")
+    assert daily.group_by("symbol").len().sort("symbol").rows() == [("AAPL", 3), ("MSFT", 3)]
+
+
+def test_pipeline_writes_postgresql_when_a_dsn_is_configured(tmp_path, pg_dsn, timescale_store):
+    pipeline = make_pipeline(tmp_path, dsn=pg_dsn)
+
+    pipeline.run(MINUTE_ASSETS, SESSIONS[:1], ["AAPL", "MSFT"])
+    pipeline.run(MINUTE_ASSETS, SESSIONS[:1], ["AAPL", "MSFT"])  # idempotent re-run
+
+    market = MarketData(root=pipeline.data_dir, dsn=pg_dsn)
+    for granularity, per_session in (("1m", 390), ("5m", 78), ("1h", 7)):
+        from_pg = market.bars(
+            ["AAPL", "MSFT"], "2024-03-07", "2024-03-08", granularity, store="timescale"
+        )
+        from_lake = market.bars(["AAPL", "MSFT"], "2024-03-07", "2024-03-08", granularity)
+        assert len(from_pg) == 2 * per_session
+        assert from_pg.equals(from_lake), granularity
+
+
+def test_pipeline_writes_an_s3_lake(tmp_path, s3_server, s3_lake):
+    pipeline = make_pipeline(tmp_path)
+    lake_root = s3_lake.root
+    pipeline.config = dataclasses.replace(
+        pipeline.config, data_dir=lake_root, s3_endpoint_url=s3_server, s3_region="us-east-1"
+    )
+
+    pipeline.run(["bars_1m", "bars_1h", "bars_1d"], SESSIONS[:2], ["AAPL"])
+
+    market = MarketData(root=lake_root, s3_endpoint_url=s3_server, s3_region="us-east-1")
+    assert len(market.bars("AAPL", "2024-03-07", "2024-03-09", "1m")) == 2 * 390
+    assert len(market.bars("AAPL", "2024-03-07", "2024-03-09", "1h")) == 2 * 7
+    assert len(market.bars("AAPL", "2024-03-07", "2024-03-09", "1d")) == 2
