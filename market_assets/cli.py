@@ -21,7 +21,6 @@ app = typer.Typer(
 )
 console = Console()
 
-PROVIDER_TAG = "market_assets/provider"
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DAGSTER_HOME_YAML = """\
 # Dagster instance for local runs of market-assets (SQLite storage in this folder).
@@ -186,6 +185,7 @@ def ingest(
     from market_assets.core.errors import MarketAssetsError
     from market_assets.core.symbols import validate_symbols
     from market_assets.definitions import build_definitions
+    from market_assets.defs.assets.bars import PROVIDER_TAG
     from market_assets.defs.runner import RunSummary, materialize_rectangle
 
     first, stop = _parse_date(start, "--start"), _parse_date(end, "--end")

@@ -14,6 +14,7 @@ from dagster import AssetKey, DagsterInstance
 from market_assets.core.config import AppConfig
 from market_assets.core.providers.synthetic import SyntheticProvider
 from market_assets.definitions import build_definitions
+from market_assets.defs.assets.bars import PROVIDER_TAG
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.runner import RunSummary, materialize_rectangle
 from market_assets.query import MarketData
@@ -53,13 +54,29 @@ class Pipeline:
         return MarketData(root=self.data_dir)
 
 
-def make_pipeline(tmp_path: Path, provider_settings: dict | None = None, dsn=None) -> Pipeline:
+def make_pipeline(
+    tmp_path: Path,
+    provider_settings: dict | None = None,
+    dsn: str | None = None,
+    backup: dict | None = None,
+) -> Pipeline:
+    """A pipeline on the repository configs, writing under tmp_path.
+
+    `backup` adds a second synthetic provider named `backup` (with those settings) after the
+    primary in every fetched dataset's route.
+    """
     config_dir = tmp_path / "configs"
     config_dir.mkdir()
     for name in ("universes", "datasets", "providers"):
         data = yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text())
         if name == "providers" and provider_settings:
             data["providers"]["synthetic"]["settings"].update(provider_settings)
+        if name == "providers" and backup is not None:
+            data["providers"]["backup"] = {"kind": "synthetic", "settings": backup}
+        if name == "datasets" and backup is not None:
+            for dataset in data["datasets"].values():
+                if "providers" in dataset:
+                    dataset["providers"].append("backup")
         (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(data))
     data_dir = tmp_path / "data"
     config = dataclasses.replace(
@@ -244,3 +261,40 @@ def test_pipeline_writes_an_s3_lake(tmp_path, s3_server, s3_lake):
     assert len(market.bars("AAPL", "2024-03-07", "2024-03-09", "1m")) == 2 * 390
     assert len(market.bars("AAPL", "2024-03-07", "2024-03-09", "1h")) == 2 * 7
     assert len(market.bars("AAPL", "2024-03-07", "2024-03-09", "1d")) == 2
+
+
+def test_failover_fetches_the_primarys_failed_symbol_from_the_backup(tmp_path):
+    pipeline = make_pipeline(
+        tmp_path, provider_settings={"unknown_symbols": ["MSFT"]}, backup={"seed": 11}
+    )
+
+    summary = pipeline.run(["bars_1d"], SESSIONS, ["AAPL", "MSFT"])
+
+    assert summary.datasets["bars_1d"].failed_symbols == {}
+    daily = pipeline.market().bars(["AAPL", "MSFT"], "2024-03-01", "2024-03-12", "1d")
+    sources = dict(daily.group_by("symbol").agg(pl.col("source").unique()).rows())
+    assert sources == {"AAPL": ["synthetic"], "MSFT": ["backup"]}
+    materialization = pipeline.instance.get_latest_materialization_event(AssetKey("bars_1d"))
+    metadata = materialization.asset_materialization.metadata
+    assert metadata["source"].value == "synthetic,backup"
+    outcomes = [(a["provider"], a["outcome"]) for a in metadata["provider_attempts"].value]
+    assert ("backup", "ok") in outcomes
+
+
+def test_provider_tag_pins_one_provider_for_a_run(tmp_path):
+    pipeline = make_pipeline(tmp_path, backup={"seed": 11})
+    defs = build_definitions(pipeline.config)
+
+    summary = materialize_rectangle(
+        defs,
+        pipeline.instance,
+        [AssetKey("bars_1d")],
+        SESSIONS,
+        ["AAPL"],
+        10,
+        tags={PROVIDER_TAG: "backup"},
+    )
+
+    assert not summary.failed_runs
+    daily = pipeline.market().bars("AAPL", "2024-03-01", "2024-03-12", "1d")
+    assert daily["source"].unique().to_list() == ["backup"]

@@ -185,6 +185,12 @@ class ProviderRegistry:
         )
         return cls.from_settings(settings, {k: v for k, v in routes.items() if v}, retry)
 
+    def with_route(self, key: str, names: Sequence[str]) -> ProviderRegistry:
+        """A registry sharing these providers, with `key` routed to `names` only."""
+        return ProviderRegistry(
+            self.providers, {**self.routes, key: tuple(names)}, self.retry, sleep=self._sleep
+        )
+
     def route(self, key: str) -> tuple[str, ...]:
         """Provider names for a dataset (or `corporate_actions`), primary first."""
         try:

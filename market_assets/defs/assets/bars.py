@@ -28,6 +28,7 @@ from market_assets.defs.partitions import resolve_partition_keys, session_symbol
 from market_assets.defs.resources import PlatformResource
 
 IO_MANAGER_KEY = "bars_io_manager"
+PROVIDER_TAG = "market_assets/provider"  # run tag pinning one provider (CLI --provider)
 
 
 def _frame_metadata(frame: pl.DataFrame, started: float) -> dict[str, object]:
@@ -64,9 +65,11 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         started = time.perf_counter()
         app_config = platform.app_config()
         rectangle = resolve_partition_keys(context.partition_keys, app_config.symbol_partitions)
-        result = fetch_partition_bars(
-            platform.registry(), name, dataset.granularity, rectangle.pairs
-        )
+        registry = platform.registry()
+        pinned = context.run.tags.get(PROVIDER_TAG)
+        if pinned:
+            registry = registry.with_route(name, [pinned])
+        result = fetch_partition_bars(registry, name, dataset.granularity, rectangle.pairs)
         for symbol, message in result.failures.items():
             context.log.error(f"{name} {symbol}: {message}")
         metadata = _frame_metadata(result.frame, started)
