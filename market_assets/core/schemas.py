@@ -27,6 +27,7 @@ BAR_COLUMNS: tuple[str, ...] = tuple(BAR_SCHEMA)
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 QUARANTINE_EXTRA_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),  # the partition (session) the row was quarantined from
     "dataset": pl.String(),
     "rule": pl.String(),
     "detail": pl.String(),

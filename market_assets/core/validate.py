@@ -21,7 +21,7 @@ from market_assets.core.schemas import (
     BarModel,
     conform_bars,
 )
-from market_assets.core.stores.layout import layout_for
+from market_assets.core.stores.layout import DatasetLayout, layout_for
 
 RULES: dict[str, pl.Expr] = {
     "null_price": pl.any_horizontal(
@@ -32,6 +32,7 @@ RULES: dict[str, pl.Expr] = {
     "low_above_open_close": pl.col("low") > pl.min_horizontal("open", "close"),
     "invalid_volume": pl.col("volume").is_null() | (pl.col("volume") < 0),
     "null_timestamp": pl.col("ts").is_null(),
+    "null_symbol": pl.col("symbol").is_null(),
 }
 
 
@@ -70,7 +71,7 @@ def split_valid_bars(
     `conflicting_duplicate_key`, since nothing says which one is right.
     """
     layout = layout_for(dataset)
-    bars = conform_bars(frame)
+    bars = conform_bars(frame).with_columns(pl.col("symbol").alias("__symbol"))
     flags = [expr.fill_null(False).alias(name) for name, expr in RULES.items()]
     if partitions is not None:
         wanted = (
@@ -106,10 +107,11 @@ def split_valid_bars(
     )
     bad = pl.col("rule").str.len_chars() > 0
     valid = marked.filter(~bad).select(BAR_COLUMNS).sort(["symbol", "ts"])
+    quarantined = _file_under_partitions(marked.filter(bad), layout, partitions)
     quarantined = (
-        marked.filter(bad)
-        .select(
+        quarantined.select(
             *BAR_COLUMNS,
+            "session",
             pl.lit(dataset).alias("dataset"),
             "rule",
             _detail().alias("detail"),
@@ -123,8 +125,54 @@ def split_valid_bars(
     return ValidationResult(valid=valid, quarantined=quarantined)
 
 
+def _file_under_partitions(
+    bad: pl.DataFrame,
+    layout: DatasetLayout,
+    partitions: Sequence[tuple[str, dt.date]] | None,
+) -> pl.DataFrame:
+    """Give each quarantined row the (symbol, session) partition it is filed under.
+
+    A row inside the written partitions is filed under its own partition. A row outside them
+    (or with a null timestamp or symbol) is filed under the first written session of its
+    symbol, or else under the first written partition, so re-writing those partitions
+    replaces it and no quarantined row is ever dropped.
+    """
+    own = bad.with_columns(
+        pl.when(pl.col("ts").is_not_null()).then(layout.session_expr()).alias("session")
+    )
+    if partitions is None:
+        return own
+    ordered = sorted(partitions, key=lambda p: (p[1], p[0]))
+    first_symbol, first_session = ordered[0] if ordered else (None, None)
+    first_by_symbol: dict[str, dt.date] = {}
+    for symbol, session in ordered:
+        first_by_symbol.setdefault(symbol, session)
+    fallback = pl.DataFrame(
+        {"symbol": list(first_by_symbol), "__first": list(first_by_symbol.values())},
+        schema={"symbol": pl.String(), "__first": pl.Date()},
+    )
+    inside = ~pl.col("outside_partition") & pl.col("session").is_not_null()
+    return (
+        own.join(fallback, on="symbol", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(inside)
+            .then(pl.col("session"))
+            .otherwise(pl.coalesce("__first", pl.lit(first_session)))
+            .alias("session"),
+            pl.when(pl.col("symbol").is_null() | pl.col("__first").is_null())
+            .then(pl.lit(first_symbol))
+            .otherwise(pl.col("symbol"))
+            .alias("symbol"),
+        )
+        .drop("__first")
+    )
+
+
 def _detail() -> pl.Expr:
     return pl.format(
-        "o={} h={} l={} c={} v={}",
-        *[pl.col(c).cast(pl.String).fill_null("null") for c in (*PRICE_COLUMNS, "volume")],
+        "symbol={} ts={} o={} h={} l={} c={} v={}",
+        *[
+            pl.col(c).cast(pl.String).fill_null("null")
+            for c in ("__symbol", "ts", *PRICE_COLUMNS, "volume")
+        ],
     )

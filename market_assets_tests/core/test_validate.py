@@ -89,6 +89,29 @@ def test_split_given_row_outside_partitions_quarantines_it():
 
     assert len(result.valid) == len(SESSIONS)
     assert result.rule_counts == {"outside_partition": 2}
+    # Filed under the first written session of the row's symbol, or the first partition.
+    assert result.quarantined.select("symbol", "session").rows() == [
+        ("AAPL", SESSIONS[0]),
+        ("AAPL", SESSIONS[0]),
+    ]
+    assert "symbol=MSFT" in result.quarantined["detail"].to_list()[1] or (
+        "symbol=MSFT" in result.quarantined["detail"].to_list()[0]
+    )
+
+
+def test_split_given_null_timestamp_and_symbol_files_them_under_a_written_partition():
+    rows = [daily_bar(SESSIONS[1]), daily_bar(SESSIONS[2], symbol=None), daily_bar(SESSIONS[3])]
+    rows[2]["ts"] = None
+
+    result = split_valid_bars(frame(rows), dataset="bars_1d", partitions=partitions())
+
+    assert len(result.valid) == 1
+    assert sorted(result.quarantined["rule"].to_list()) == [
+        "null_symbol,outside_partition",
+        "null_timestamp,outside_partition",
+    ]
+    assert result.quarantined["symbol"].to_list() == ["AAPL", "AAPL"]
+    assert result.quarantined["session"].to_list() == [SESSIONS[0], SESSIONS[0]]
 
 
 def test_split_given_intraday_bar_in_new_york_evening_belongs_to_that_session():

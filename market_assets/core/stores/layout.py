@@ -30,6 +30,7 @@ class DatasetLayout:
     file_unit: FileUnit
     intraday: bool
     filename: str = "ticks.parquet"
+    session_column: str | None = None  # rows carry their session instead of deriving it
 
     def relative_path(self, symbol: str, session: dt.date) -> str:
         """Path (relative to the lake root) of the file holding (symbol, session)."""
@@ -62,6 +63,8 @@ class DatasetLayout:
 
     def session_expr(self, column: str = "ts") -> pl.Expr:
         """Polars expression giving the session (a date) each row belongs to."""
+        if self.session_column:
+            return pl.col(self.session_column)
         if not self.intraday:
             return pl.col(column).dt.date()
         return pl.col(column).dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
@@ -85,7 +88,11 @@ GRANULARITY_DATASET = {
 
 
 def quarantine_layout(dataset: str) -> DatasetLayout:
-    """Quarantined rows of a dataset: same file unit, under quarantine/{dataset}/."""
+    """Quarantined rows of a dataset: same file unit, under quarantine/{dataset}/.
+
+    A quarantined row is filed under the partition it was quarantined from (its `session`
+    column), not under its own timestamp, which may be null or belong to no partition.
+    """
     base = layout_for(dataset)
     return DatasetLayout(
         f"quarantine_{dataset}",
@@ -93,6 +100,7 @@ def quarantine_layout(dataset: str) -> DatasetLayout:
         base.file_unit,
         base.intraday,
         filename="quarantine.parquet",
+        session_column="session",
     )
 
 

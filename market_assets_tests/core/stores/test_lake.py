@@ -1,0 +1,484 @@
+"""ParquetLake on local disk and on S3 (moto's HTTP server): replace semantics, bounds,
+concurrency and atomicity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from market_assets.core.calendar import get_calendar
+from market_assets.core.errors import InvalidSymbolError, StoreError
+from market_assets.core.schemas import BAR_SCHEMA, QUARANTINE_EXTRA_SCHEMA
+from market_assets.core.stores import objectstore
+from market_assets.core.stores.lake import ParquetLake
+from market_assets.core.stores.objectstore import S3Store
+from market_assets_tests.helpers import make_bars
+
+SESSIONS_2024 = get_calendar().sessions("2024-01-01", "2024-12-31")
+JAN_2024 = [d for d in SESSIONS_2024 if d.month == 1]
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest) -> ParquetLake:
+    """The same tests against a local folder and an S3 bucket."""
+    return request.getfixturevalue(f"{request.param}_lake")
+
+
+def partitions(symbols: list[str], sessions: list[dt.date]) -> list[tuple[str, dt.date]]:
+    return [(symbol, session) for symbol in symbols for session in sessions]
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def stored_files(lake: ParquetLake) -> list[str]:
+    """Data files in the lake, relative to its root (tests may list; the lake never does)."""
+    store = lake.store
+    if isinstance(store, S3Store):
+        listing = store.client.list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}/")
+        return sorted(
+            item["Key"].removeprefix(f"{store.prefix}/") for item in listing.get("Contents", [])
+        )
+    root = Path(lake.root)
+    return [f for f in files_under(root) if f.endswith(".parquet")] if root.exists() else []
+
+
+# ------------------------------------------------------------------------------ round trip
+
+
+@pytest.mark.parametrize(("dataset", "granularity"), [("bars_1d", "1d"), ("bars_1m", "1m")])
+def test_round_trip_keeps_exact_values_and_dtypes(
+    lake: ParquetLake, dataset: str, granularity: str
+) -> None:
+    # Arrange
+    sessions = JAN_2024[:5]
+    bars = make_bars(["AAPL", "MSFT"], sessions, granularity)
+    # Act
+    summary = lake.write_partitions(dataset, bars, partitions(["AAPL", "MSFT"], sessions))
+    back = lake.read(dataset, ["MSFT", "AAPL"], dt.date(2024, 1, 1), dt.date(2024, 2, 1))
+    # Assert
+    assert summary.rows == bars.height
+    assert summary.files_written == (2 if granularity == "1d" else 10)
+    assert back.schema == pl.Schema(BAR_SCHEMA)
+    assert_frame_equal(back, bars)
+
+
+def test_round_trip_keeps_nulls_in_nullable_columns(lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:3]).with_columns(
+        trade_count=pl.lit(None, pl.Int64), vwap=pl.lit(None, pl.Float64)
+    )
+    lake.write_partitions("bars_1d", bars, partitions(["AAPL"], JAN_2024[:3]))
+    assert_frame_equal(lake.read("bars_1d", ["AAPL"], JAN_2024[0], JAN_2024[3]), bars)
+
+
+def test_rewriting_a_partition_is_idempotent(lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:4])
+    listed = partitions(["AAPL"], JAN_2024[:4])
+    lake.write_partitions("bars_1d", bars, listed)
+    lake.write_partitions("bars_1d", bars, listed)
+    assert_frame_equal(lake.read("bars_1d", "AAPL", dt.date(2024, 1, 1), dt.date(2025, 1, 1)), bars)
+
+
+def test_rewriting_one_daily_session_keeps_the_other_sessions_of_the_year_file(
+    lake: ParquetLake,
+) -> None:
+    # Arrange
+    year = make_bars(["AAPL"], JAN_2024, seed=1)
+    lake.write_partitions("bars_1d", year, partitions(["AAPL"], JAN_2024))
+    target = JAN_2024[5]
+    replacement = make_bars(["AAPL"], [target], seed=99)
+    # Act
+    summary = lake.write_partitions("bars_1d", replacement, [("AAPL", target)])
+    back = lake.read("bars_1d", ["AAPL"], dt.date(2024, 1, 1), dt.date(2025, 1, 1))
+    # Assert
+    expected = pl.concat([year.filter(pl.col("ts").dt.date() != target), replacement]).sort("ts")
+    assert summary.files_written == 1
+    assert_frame_equal(back, expected)
+
+
+def test_empty_frame_for_a_daily_partition_deletes_only_its_rows(lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:3])
+    lake.write_partitions("bars_1d", bars, partitions(["AAPL"], JAN_2024[:3]))
+    lake.write_partitions("bars_1d", bars.clear(), [("AAPL", JAN_2024[1])])
+    back = lake.read("bars_1d", ["AAPL"], dt.date(2024, 1, 1), dt.date(2025, 1, 1))
+    assert back.get_column("ts").dt.date().to_list() == [JAN_2024[0], JAN_2024[2]]
+
+
+def test_emptying_every_session_of_a_year_file_deletes_the_file(lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:2])
+    listed = partitions(["AAPL"], JAN_2024[:2])
+    lake.write_partitions("bars_1d", bars, listed)
+    summary = lake.write_partitions("bars_1d", pl.DataFrame(), listed)
+    assert summary.files_deleted == 1
+    assert stored_files(lake) == []
+
+
+def test_empty_frame_for_an_intraday_partition_deletes_the_day_file(lake: ParquetLake) -> None:
+    # Arrange
+    sessions = JAN_2024[:2]
+    lake.write_partitions(
+        "bars_1m", make_bars(["AAPL"], sessions, "1m"), [("AAPL", s) for s in sessions]
+    )
+    # Act
+    summary = lake.write_partitions(
+        "bars_1m", pl.DataFrame(schema=BAR_SCHEMA), [("AAPL", sessions[0])]
+    )
+    back = lake.read("bars_1m", ["AAPL"], dt.date(2024, 1, 1), dt.date(2024, 2, 1))
+    # Assert
+    assert summary.files_deleted == 1
+    assert back.get_column("ts").dt.date().unique().to_list() == [sessions[1]]
+    assert stored_files(lake) == ["ticks/minute/AAPL/2024/01/03/ticks.parquet"]
+
+
+# ---------------------------------------------------------------------- refused writes
+
+
+def test_rows_outside_the_listed_partitions_raise_store_error_and_write_nothing(
+    lake: ParquetLake,
+) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:3])
+    with pytest.raises(StoreError, match=r"'AAPL' ts 2024-01-04") as raised:
+        lake.write_partitions("bars_1d", bars, partitions(["AAPL"], JAN_2024[:2]))
+    assert "Nothing was written" in str(raised.value)
+    assert stored_files(lake) == []
+
+
+def test_rows_of_an_unlisted_symbol_raise_store_error(local_lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL", "MSFT"], JAN_2024[:1])
+    with pytest.raises(StoreError, match="'MSFT'"):
+        local_lake.write_partitions("bars_1d", bars, [("AAPL", JAN_2024[0])])
+
+
+def test_duplicate_keys_are_refused(local_lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:1])
+    with pytest.raises(StoreError, match="share a \\(symbol, ts\\) key"):
+        local_lake.write_partitions("bars_1d", pl.concat([bars, bars]), [("AAPL", JAN_2024[0])])
+
+
+def test_unreadable_year_file_raises_store_error_naming_it(local_lake: ParquetLake) -> None:
+    lake_file = Path(local_lake.uri_for("bars_1d", "AAPL", JAN_2024[0]))
+    lake_file.parent.mkdir(parents=True)
+    lake_file.write_bytes(b"not parquet")
+    with pytest.raises(StoreError, match=f"cannot merge into {lake_file}"):
+        local_lake.write_partitions(
+            "bars_1d", make_bars(["AAPL"], JAN_2024[:1]), [("AAPL", JAN_2024[0])]
+        )
+    assert lake_file.read_bytes() == b"not parquet"
+
+
+@pytest.mark.parametrize("hostile", ["../etc", "A/B", "..", "", "A B", "x'; drop table"])
+def test_hostile_symbols_are_rejected_before_any_path_is_built(
+    local_lake: ParquetLake, tmp_path: Path, hostile: str
+) -> None:
+    session = JAN_2024[0]
+    bars = make_bars(["AAPL"], [session]).with_columns(symbol=pl.lit(hostile))
+    with pytest.raises(InvalidSymbolError):
+        local_lake.write_partitions("bars_1d", bars, [(hostile, session)])
+    with pytest.raises(InvalidSymbolError):
+        local_lake.write_partitions("bars_1d", bars, [("AAPL", session)])
+    with pytest.raises(InvalidSymbolError):
+        local_lake.read("bars_1d", [hostile], session, session + dt.timedelta(days=1))
+    with pytest.raises(InvalidSymbolError):
+        local_lake.uri_for("bars_1d", hostile, session)
+    assert files_under(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------ read bounds
+
+
+def test_read_of_daily_bars_includes_start_and_excludes_end(lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:5])
+    lake.write_partitions("bars_1d", bars, partitions(["AAPL"], JAN_2024[:5]))
+    start, end = JAN_2024[1], JAN_2024[3]
+    back = lake.read("bars_1d", ["AAPL"], start, end)
+    assert back.get_column("ts").dt.date().to_list() == [JAN_2024[1], JAN_2024[2]]
+
+
+def test_read_treats_naive_datetimes_as_utc(local_lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:1], "1m")
+    local_lake.write_partitions("bars_1m", bars, [("AAPL", JAN_2024[0])])
+    naive = local_lake.read(
+        "bars_1m", ["AAPL"], dt.datetime(2024, 1, 2, 14, 30), dt.datetime(2024, 1, 2, 14, 35)
+    )
+    aware = local_lake.read(
+        "bars_1m",
+        ["AAPL"],
+        dt.datetime(2024, 1, 2, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+        dt.datetime(2024, 1, 2, 14, 35, tzinfo=dt.UTC),
+    )
+    assert naive.height == 5
+    assert_frame_equal(naive, aware)
+
+
+def test_read_of_intraday_bars_includes_start_and_excludes_end(lake: ParquetLake) -> None:
+    session = JAN_2024[0]
+    bars = make_bars(["AAPL"], [session], "1m")
+    lake.write_partitions("bars_1m", bars, [("AAPL", session)])
+    first_ts = bars.get_column("ts")[0]
+    back = lake.read("bars_1m", ["AAPL"], first_ts, first_ts + dt.timedelta(minutes=3))
+    assert back.get_column("ts").to_list() == bars.get_column("ts").head(3).to_list()
+
+
+def test_late_evening_intraday_bar_on_the_next_utc_day_is_read_by_its_utc_time(
+    lake: ParquetLake,
+) -> None:
+    # Arrange: 19:30 New York on 2024-01-02 is 00:30 UTC on 2024-01-03, session 2024-01-02.
+    session = dt.date(2024, 1, 2)
+    regular = make_bars(["AAPL"], [session], "1m")
+    late_ts = dt.datetime(2024, 1, 3, 0, 30, tzinfo=dt.UTC)
+    late = regular.tail(1).with_columns(ts=pl.lit(late_ts, BAR_SCHEMA["ts"]))
+    lake.write_partitions("bars_1m", pl.concat([regular, late]), [("AAPL", session)])
+    # Act
+    next_utc_day = lake.read("bars_1m", ["AAPL"], dt.date(2024, 1, 3), dt.date(2024, 1, 4))
+    session_utc_day = lake.read("bars_1m", ["AAPL"], dt.date(2024, 1, 2), dt.date(2024, 1, 3))
+    # Assert
+    assert next_utc_day.get_column("ts").to_list() == [late_ts]
+    assert session_utc_day.height == regular.height
+    assert lake.read_partitions("bars_1m", [("AAPL", session)]).height == regular.height + 1
+
+
+def test_reading_a_range_with_holidays_and_missing_files_returns_what_exists(
+    lake: ParquetLake,
+) -> None:
+    # Arrange: sessions around 2024-07-04 (a holiday); 2024-07-05 never written.
+    written = [dt.date(2024, 7, 1), dt.date(2024, 7, 2), dt.date(2024, 7, 3), dt.date(2024, 7, 8)]
+    bars = make_bars(["AAPL"], written, "1m")
+    lake.write_partitions("bars_1m", bars, [("AAPL", s) for s in written])
+    # Act
+    back = lake.read("bars_1m", ["AAPL", "MSFT"], dt.date(2024, 6, 29), dt.date(2024, 7, 10))
+    # Assert
+    assert_frame_equal(back, bars)
+
+
+def test_reading_nothing_returns_an_empty_frame_with_the_canonical_schema(
+    lake: ParquetLake,
+) -> None:
+    back = lake.read("bars_1m", ["AAPL"], dt.date(2024, 1, 1), dt.date(2024, 1, 10))
+    assert back.is_empty()
+    assert back.schema == pl.Schema(BAR_SCHEMA)
+
+
+def test_read_returns_the_requested_columns_in_order(local_lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:2])
+    local_lake.write_partitions("bars_1d", bars, partitions(["AAPL"], JAN_2024[:2]))
+    back = local_lake.read("bars_1d", ["AAPL"], JAN_2024[0], JAN_2024[2], columns=["close", "ts"])
+    assert_frame_equal(back, bars.select("close", "ts"))
+    with pytest.raises(ValueError, match="unknown column"):
+        local_lake.read("bars_1d", ["AAPL"], JAN_2024[0], JAN_2024[2], columns=["adj_close"])
+
+
+def test_read_partitions_returns_exactly_the_listed_partitions(lake: ParquetLake) -> None:
+    bars = make_bars(["AAPL", "MSFT"], JAN_2024[:4])
+    lake.write_partitions("bars_1d", bars, partitions(["AAPL", "MSFT"], JAN_2024[:4]))
+    listed = [("MSFT", JAN_2024[2]), ("AAPL", JAN_2024[0]), ("AAPL", JAN_2024[3])]
+    back = lake.read_partitions("bars_1d", listed)
+    keys = list(zip(back.get_column("symbol"), back.get_column("ts").dt.date(), strict=True))
+    assert keys == [("AAPL", JAN_2024[0]), ("AAPL", JAN_2024[3]), ("MSFT", JAN_2024[2])]
+
+
+def test_partition_files_and_uri_for_follow_the_layout(
+    local_lake: ParquetLake, s3_lake: ParquetLake
+) -> None:
+    day = dt.date(2024, 3, 5)
+    assert s3_lake.uri_for("bars_1m", "AAPL", day).endswith(
+        "/lake/ticks/minute/AAPL/2024/03/05/ticks.parquet"
+    )
+    assert s3_lake.uri_for("bars_1m", "AAPL", day).startswith("s3://")
+    files = local_lake.partition_files(
+        "bars_1d", [("AAPL", day), ("AAPL", JAN_2024[0]), ("MSFT", day)]
+    )
+    assert [Path(f).relative_to(local_lake.root).as_posix() for f in files] == [
+        "ticks/daily/AAPL/2024/ticks.parquet",
+        "ticks/daily/MSFT/2024/ticks.parquet",
+    ]
+
+
+# ------------------------------------------------------------------------------ concurrency
+
+
+def write_one_session(lake: ParquetLake, session: dt.date) -> None:
+    lake.write_partitions(
+        "bars_1d", make_bars(["AAPL"], [session], seed=session.toordinal()), [("AAPL", session)]
+    )
+
+
+def run_in_threads(count: int, work: Callable[[int], None]) -> None:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            work(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_concurrent_threads_writing_sessions_of_one_local_year_file_keep_every_row(
+    tmp_path: Path,
+) -> None:
+    root = str(tmp_path / "lake")
+    run_in_threads(8, lambda i: write_one_session(ParquetLake(root), JAN_2024[i]))
+    back = ParquetLake(root).read("bars_1d", ["AAPL"], dt.date(2024, 1, 1), dt.date(2025, 1, 1))
+    assert back.get_column("ts").dt.date().to_list() == JAN_2024[:8]
+
+
+def test_concurrent_threads_writing_sessions_of_one_s3_year_file_keep_every_row(
+    s3_lake: ParquetLake, s3_server: str
+) -> None:
+    def work(index: int) -> None:
+        writer = ParquetLake(s3_lake.root, s3_endpoint_url=s3_server, s3_region="us-east-1")
+        write_one_session(writer, JAN_2024[index])
+
+    run_in_threads(8, work)
+    back = s3_lake.read("bars_1d", ["AAPL"], dt.date(2024, 1, 1), dt.date(2025, 1, 1))
+    assert back.get_column("ts").dt.date().to_list() == JAN_2024[:8]
+
+
+def _write_sessions_in_subprocess(
+    root: str, sessions: list[dt.date], barrier: threading.Barrier
+) -> None:
+    lake = ParquetLake(root)
+    barrier.wait()
+    for session in sessions:
+        write_one_session(lake, session)
+
+
+def test_concurrent_processes_writing_sessions_of_one_local_year_file_keep_every_row(
+    tmp_path: Path,
+) -> None:
+    # Arrange: 4 processes, each writing 5 sessions one write at a time, started together.
+    root = str(tmp_path / "lake")
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [
+        context.Process(
+            target=_write_sessions_in_subprocess, args=(root, JAN_2024[i:20:4], barrier)
+        )
+        for i in range(4)
+    ]
+    # Act
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    # Assert
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    back = ParquetLake(root).read("bars_1d", ["AAPL"], dt.date(2024, 1, 1), dt.date(2025, 1, 1))
+    assert back.get_column("ts").dt.date().to_list() == JAN_2024[:20]
+
+
+def test_s3_writer_whose_object_changed_after_reading_retries_and_keeps_the_other_rows(
+    s3_lake: ParquetLake, s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: another writer slips in between our GET and our conditional PUT, once.
+    other = ParquetLake(s3_lake.root, s3_endpoint_url=s3_server, s3_region="us-east-1")
+    store = s3_lake._store
+    real_get = store.get
+    calls: list[str] = []
+
+    def get_then_race(path: str) -> tuple[bytes | None, str | None]:
+        result = real_get(path)
+        calls.append(path)
+        if len(calls) == 1:
+            write_one_session(other, JAN_2024[1])
+        return result
+
+    monkeypatch.setattr(store, "get", get_then_race)
+    # Act
+    write_one_session(s3_lake, JAN_2024[0])
+    reads_by_writer = len(calls)
+    # Assert
+    back = s3_lake.read("bars_1d", ["AAPL"], dt.date(2024, 1, 1), dt.date(2025, 1, 1))
+    assert reads_by_writer == 2
+    assert back.get_column("ts").dt.date().to_list() == JAN_2024[:2]
+
+
+# ------------------------------------------------------------------------------- atomicity
+
+
+def test_failed_rename_leaves_the_old_file_intact_and_no_temp_files(
+    local_lake: ParquetLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange
+    bars = make_bars(["AAPL"], JAN_2024[:3])
+    local_lake.write_partitions("bars_1d", bars, partitions(["AAPL"], JAN_2024[:3]))
+    lake_file = Path(local_lake.uri_for("bars_1d", "AAPL", JAN_2024[0]))
+    before = lake_file.read_bytes()
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(objectstore.os, "replace", failing_replace)
+    # Act
+    with pytest.raises(StoreError, match="disk full"):
+        local_lake.write_partitions(
+            "bars_1d", make_bars(["AAPL"], JAN_2024[:1], seed=7), [("AAPL", JAN_2024[0])]
+        )
+    # Assert
+    assert lake_file.read_bytes() == before
+    assert [p.name for p in lake_file.parent.iterdir() if not p.name.endswith(".lock")] == [
+        "ticks.parquet"
+    ]
+
+
+def test_failing_parquet_writer_leaves_the_old_file_intact(
+    local_lake: ParquetLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:3], "1m")
+    local_lake.write_partitions("bars_1m", bars, [("AAPL", s) for s in JAN_2024[:3]])
+    lake_file = Path(local_lake.uri_for("bars_1m", "AAPL", JAN_2024[0]))
+    before = lake_file.read_bytes()
+
+    def failing_writer(self: pl.DataFrame, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("encoder crashed")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", failing_writer)
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        local_lake.write_partitions(
+            "bars_1m", make_bars(["AAPL"], JAN_2024[:1], "1m", seed=7), [("AAPL", JAN_2024[0])]
+        )
+    assert lake_file.read_bytes() == before
+    assert os.listdir(lake_file.parent) == ["ticks.parquet"]
+
+
+# ------------------------------------------------------------------------------ quarantine
+
+
+def test_quarantine_round_trip_keeps_rows_apart_from_the_bars(lake: ParquetLake) -> None:
+    # Arrange
+    session = JAN_2024[0]
+    bars = make_bars(["AAPL"], [session], "1m").head(3)
+    quarantined = pl.concat([bars, bars.head(1)]).with_columns(
+        open=pl.Series([-1.0, None, 3.0, -1.0]),
+        session=pl.lit(session, pl.Date),
+        dataset=pl.lit("bars_1m"),
+        rule=pl.Series(["non_positive_price", "null_price", None, "duplicate_key"]),
+        detail=pl.lit(None, pl.String),
+        quarantined_at=pl.lit(dt.datetime(2024, 1, 3, tzinfo=dt.UTC)),
+    )
+    # Act
+    lake.write_quarantine("bars_1m", quarantined, [("AAPL", session)])
+    back = lake.read_quarantine("bars_1m", ["AAPL"], session, session + dt.timedelta(days=1))
+    # Assert
+    assert back.schema == pl.Schema({**BAR_SCHEMA, **QUARANTINE_EXTRA_SCHEMA})
+    assert_frame_equal(
+        back, quarantined.sort("symbol", "ts", maintain_order=True), check_column_order=True
+    )
+    assert lake.read("bars_1m", ["AAPL"], session, session + dt.timedelta(days=1)).is_empty()
