@@ -121,7 +121,6 @@ def demo(
 
     config = AppConfig.load()
     defs = build_definitions(config)
-    instance = DagsterInstance.get()
     calendar = get_calendar(config.exchange)
     keys = config.symbol_partitions.keys_for_symbols(config.universe_symbols(universe))
     minute = [AssetKey(n) for n, d in config.datasets.items() if d.granularity != "1d"]
@@ -131,7 +130,8 @@ def demo(
         (daily, calendar.last_completed_sessions(daily_sessions), daily_sessions),
     ]
     summary = RunSummary()
-    with _progress() as progress:
+    # Entering the instance makes it the context Dagster resolves definitions against.
+    with DagsterInstance.get() as instance, _progress() as progress:
         for assets, sessions, per_run in plan:
             if not assets or not sessions:
                 continue
@@ -206,7 +206,6 @@ def ingest(
         _fail(str(exc))
     keys = config.symbol_partitions.keys_for_symbols(wanted)
     defs = build_definitions(config)
-    instance = DagsterInstance.get()
     calendar = get_calendar(config.exchange)
     selected = list(dataset)
     if with_derived:
@@ -215,7 +214,8 @@ def ingest(
     if provider:
         tags[PROVIDER_TAG] = provider
     summary = RunSummary()
-    with _progress() as progress:
+    # Entering the instance makes it the context Dagster resolves definitions against.
+    with DagsterInstance.get() as instance, _progress() as progress:
         for name in dict.fromkeys(selected):
             ds = config.datasets[name]
             if ds.derived_from and ds.derived_from in selected:
