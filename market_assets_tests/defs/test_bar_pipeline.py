@@ -59,6 +59,7 @@ def make_pipeline(
     provider_settings: dict | None = None,
     dsn: str | None = None,
     backup: dict | None = None,
+    universes: dict | None = None,
 ) -> Pipeline:
     """A pipeline on the repository configs, writing under tmp_path.
 
@@ -69,6 +70,8 @@ def make_pipeline(
     config_dir.mkdir()
     for name in ("universes", "datasets", "providers"):
         data = yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text())
+        if name == "universes" and universes:
+            data["universes"] = universes
         if name == "providers" and provider_settings:
             data["providers"]["synthetic"]["settings"].update(provider_settings)
         if name == "providers" and backup is not None:
@@ -298,3 +301,19 @@ def test_provider_tag_pins_one_provider_for_a_run(tmp_path):
     assert not summary.failed_runs
     daily = pipeline.market().bars("AAPL", "2024-03-01", "2024-03-12", "1d")
     assert daily["source"].unique().to_list() == ["backup"]
+
+
+def test_bucket_partitions_resolve_to_their_member_symbols(tmp_path):
+    members = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
+    pipeline = make_pipeline(
+        tmp_path,
+        universes={"wide": {"symbols": members, "partitioning": "bucket", "buckets": 2}},
+    )
+    keys = pipeline.config.symbol_partitions.keys
+
+    summary = pipeline.run(["bars_1d"], SESSIONS[:2], keys)
+
+    assert keys == ["wide~000", "wide~001"]
+    assert summary.datasets["bars_1d"].partitions == 4  # 2 sessions x 2 buckets
+    daily = pipeline.market().bars(members, "2024-03-07", "2024-03-09", "1d")
+    assert daily.group_by("symbol").len().sort("symbol").rows() == [(m, 2) for m in members]
