@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
+from pandera.config import ValidationDepth, config_context
 
 from market_assets.core.schemas import (
     BAR_COLUMNS,
+    BAR_SCHEMA,
     PRICE_COLUMNS,
     QUARANTINE_EXTRA_SCHEMA,
     BarModel,
@@ -69,47 +71,42 @@ def split_valid_bars(
     quarantined as `outside_partition`. Identical duplicate rows keep one copy (the others are
     quarantined as `duplicate_key`); duplicates that disagree are all quarantined as
     `conflicting_duplicate_key`, since nothing says which one is right.
+
+    The row rules are polars expressions evaluated in one pass, so a bad row is set aside
+    rather than failing the frame; pandera then checks the kept frame's columns and dtypes
+    against `BarModel` (schema level: its value checks are the rules here).
     """
     layout = layout_for(dataset)
-    bars = conform_bars(frame).with_columns(pl.col("symbol").alias("__symbol"))
+    bars = conform_bars(frame)
     flags = [expr.fill_null(False).alias(name) for name, expr in RULES.items()]
-    if partitions is not None:
-        wanted = (
-            pl.DataFrame(
-                {"symbol": [p[0] for p in partitions], "__session": [p[1] for p in partitions]},
-                schema={"symbol": pl.String(), "__session": pl.Date()},
-            )
-            .unique()
-            .with_columns(pl.lit(True).alias("__wanted"))
-        )
-        bars = (
-            bars.with_columns(layout.session_expr().alias("__session"))
-            .join(wanted, on=["symbol", "__session"], how="left", maintain_order="left")
-            .drop("__session")
-        )
-        flags.append(pl.col("__wanted").is_null().alias("outside_partition"))
-    key = ["symbol", "ts"]
-    rule_names = [f.meta.output_name() for f in flags]
-    dup_group = pl.len().over(key) > 1
-    conflicting = dup_group & (pl.struct(list(BAR_COLUMNS)).n_unique().over(key) > 1)
-    extra_copy = dup_group & ~conflicting & (pl.int_range(pl.len()).over(key) > 0)
-    marked = bars.with_columns(*flags).with_columns(
-        conflicting.fill_null(False).alias("conflicting_duplicate_key"),
-        extra_copy.fill_null(False).alias("duplicate_key"),
+    flags.append(
+        (pl.col("granularity") != pl.lit(layout_granularity(dataset)))
+        .fill_null(True)
+        .alias("wrong_granularity")
     )
-    rule_names += ["conflicting_duplicate_key", "duplicate_key"]
-    marked = marked.with_columns(
+    if partitions is not None:
+        flags.append(_outside(layout, partitions).alias("outside_partition"))
+    marked = bars.with_columns(*flags, *_duplicate_flags(bars))
+    rule_names = [*(f.meta.output_name() for f in flags), *DUPLICATE_RULES]
+    any_bad = pl.any_horizontal(rule_names)
+    if not marked.select(any_bad.any()).item():
+        valid = bars.sort(["symbol", "ts"]) if not _is_sorted(bars) else bars
+        _check_schema(valid)
+        return ValidationResult(valid=valid, quarantined=_empty_quarantine())
+    valid = marked.filter(~any_bad).select(BAR_COLUMNS).sort(["symbol", "ts"])
+    bad = marked.filter(any_bad).with_columns(
+        pl.col("symbol").alias("__symbol"),
         pl.concat_str(
             [pl.when(pl.col(r)).then(pl.lit(r)) for r in rule_names],
             separator=",",
             ignore_nulls=True,
-        ).alias("rule")
+        ).alias("rule"),
     )
-    bad = pl.col("rule").str.len_chars() > 0
-    valid = marked.filter(~bad).select(BAR_COLUMNS).sort(["symbol", "ts"])
-    quarantined = _file_under_partitions(marked.filter(bad), layout, partitions)
+    if partitions is None:
+        bad = bad.with_columns(pl.lit(False).alias("outside_partition"))
     quarantined = (
-        quarantined.select(
+        _file_under_partitions(bad, layout, partitions)
+        .select(
             *BAR_COLUMNS,
             "session",
             pl.lit(dataset).alias("dataset"),
@@ -121,8 +118,68 @@ def split_valid_bars(
         )
         .sort(["symbol", "ts"], nulls_last=True)
     )
-    BarModel.validate(valid)
+    _check_schema(valid)
     return ValidationResult(valid=valid, quarantined=quarantined)
+
+
+DUPLICATE_RULES = ("conflicting_duplicate_key", "duplicate_key")
+
+
+def layout_granularity(dataset: str) -> str:
+    """The granularity every row of a bar dataset must carry (bars_5m -> 5m)."""
+    return dataset.removeprefix("bars_")
+
+
+def _outside(layout: DatasetLayout, partitions: Sequence[tuple[str, dt.date]]) -> pl.Expr:
+    """True for rows whose (symbol, session) is not among `partitions`."""
+    by_symbol: dict[str, list[dt.date]] = {}
+    for symbol, session in partitions:
+        by_symbol.setdefault(symbol, []).append(session)
+    session = layout.session_expr()
+    shared = {tuple(sorted(set(v))) for v in by_symbol.values()}
+    if len(shared) == 1:  # a rectangle: every symbol has the same sessions
+        sessions = pl.Series(list(next(iter(shared))), dtype=pl.Date())
+        inside = pl.col("symbol").is_in(list(by_symbol)) & session.is_in(sessions)
+    else:
+        inside = pl.lit(False)
+        for symbol, sessions in by_symbol.items():
+            wanted = pl.Series(sorted(set(sessions)), dtype=pl.Date())
+            inside = inside | ((pl.col("symbol") == symbol) & session.is_in(wanted))
+    return ~inside.fill_null(False)
+
+
+def _duplicate_flags(bars: pl.DataFrame) -> list[pl.Expr]:
+    """Flags for repeated (symbol, ts) keys; the cheap check first, details only if needed."""
+    key = ["symbol", "ts"]
+    duplicated = bars.select(key).is_duplicated()
+    if not duplicated.any():
+        return [pl.lit(False).alias(name) for name in DUPLICATE_RULES]
+    dup = pl.lit(duplicated)
+    conflicting = dup & (pl.struct(list(BAR_COLUMNS)).n_unique().over(key) > 1)
+    extra_copy = dup & ~conflicting & (pl.int_range(pl.len()).over(key) > 0)
+    return [
+        conflicting.fill_null(False).alias("conflicting_duplicate_key"),
+        extra_copy.fill_null(False).alias("duplicate_key"),
+    ]
+
+
+def _is_sorted(bars: pl.DataFrame) -> bool:
+    """Whether rows are already ordered by (symbol, ts), so sorting can be skipped."""
+    if bars.height < 2:
+        return True
+    symbol, ts = pl.col("symbol"), pl.col("ts")
+    next_symbol, next_ts = symbol.shift(-1), ts.shift(-1)
+    out_of_order = (symbol > next_symbol) | ((symbol == next_symbol) & (ts >= next_ts))
+    return not bars.select(out_of_order.fill_null(False).any()).item()
+
+
+def _check_schema(valid: pl.DataFrame) -> None:
+    with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
+        BarModel.validate(valid)
+
+
+def _empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema={**BAR_SCHEMA, **QUARANTINE_EXTRA_SCHEMA})
 
 
 def _file_under_partitions(

@@ -47,6 +47,7 @@ def partitions(symbol: str = "AAPL") -> list[tuple[str, dt.date]]:
         ({"low": 100.6}, "low_above_open_close"),
         ({"volume": -5}, "invalid_volume"),
         ({"volume": None}, "invalid_volume"),
+        ({"granularity": "1m"}, "wrong_granularity"),
     ],
 )
 def test_split_given_one_bad_row_quarantines_it_with_its_rule(values, rule):
@@ -151,3 +152,14 @@ def test_split_given_clean_frame_returns_it_sorted_and_quarantines_nothing():
     assert result.quarantined.is_empty()
     assert result.valid["ts"].dt.date().to_list() == SESSIONS
     assert result.valid.schema == pl.Schema(BAR_SCHEMA)
+
+
+def test_split_given_rows_out_of_order_returns_them_sorted_by_symbol_and_ts():
+    rows = [daily_bar(SESSIONS[2], "MSFT"), daily_bar(SESSIONS[0]), daily_bar(SESSIONS[1], "MSFT")]
+    parts = [(s, d) for s in ("AAPL", "MSFT") for d in SESSIONS]
+
+    result = split_valid_bars(frame(rows), dataset="bars_1d", partitions=parts)
+
+    assert result.valid.select("symbol", pl.col("ts").dt.day()).rows() == [
+        ("AAPL", 2), ("MSFT", 3), ("MSFT", 4)
+    ]
