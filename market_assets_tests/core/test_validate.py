@@ -163,3 +163,17 @@ def test_split_given_rows_out_of_order_returns_them_sorted_by_symbol_and_ts():
     assert result.valid.select("symbol", pl.col("ts").dt.day()).rows() == [
         ("AAPL", 2), ("MSFT", 3), ("MSFT", 4)
     ]
+
+
+def test_split_given_symbols_with_different_sessions_checks_each_symbols_own_sessions():
+    rows = [daily_bar(s, "AAPL") for s in SESSIONS[:3]] + [
+        daily_bar(s, "MSFT") for s in SESSIONS[:3]
+    ]
+    parts = [("AAPL", SESSIONS[0]), ("AAPL", SESSIONS[1]), ("MSFT", SESSIONS[2])]
+
+    result = split_valid_bars(frame(rows), dataset="bars_1d", partitions=parts)
+
+    assert result.valid.select("symbol", pl.col("ts").dt.date()).rows() == [
+        ("AAPL", SESSIONS[0]), ("AAPL", SESSIONS[1]), ("MSFT", SESSIONS[2])
+    ]
+    assert result.rule_counts == {"outside_partition": 3}
