@@ -69,7 +69,7 @@ DataDir = Annotated[
 ConfigDir = Annotated[Path | None, typer.Option(help="Config folder (default ./configs).")]
 
 
-def _print_summary(summary, data_root: str, title: str) -> None:  # noqa: ANN001
+def _print_summary(summary, data_root: str, title: str, order: list[str]) -> None:  # noqa: ANN001
     table = Table(title=title)
     for column in ("dataset", "partitions", "rows", "seconds", "quarantined", "source", "files"):
         table.add_column(
@@ -80,7 +80,11 @@ def _print_summary(summary, data_root: str, title: str) -> None:  # noqa: ANN001
         )
     from market_assets.core.stores.layout import layout_for
 
-    for name, stats in summary.datasets.items():
+    ranked = sorted(
+        summary.datasets.items(),
+        key=lambda item: order.index(item[0]) if item[0] in order else len(order),
+    )
+    for name, stats in ranked:
         try:
             folder = f"{data_root.rstrip('/')}/{layout_for(name).folder}/"
         except ValueError:
@@ -148,7 +152,12 @@ def demo(
                 on_run=lambda done, total, t=task: progress.update(t, completed=done, total=total),
                 summary=summary,
             )
-    _print_summary(summary, config.data_dir, f"demo universe '{universe}' (source: synthetic)")
+    _print_summary(
+        summary,
+        config.data_dir,
+        f"demo universe '{universe}' (source: synthetic)",
+        list(config.datasets),
+    )
     wall = time.perf_counter() - started
     console.print(
         f"wall time {wall:.1f} s: Dagster runs {summary.wall_seconds:.1f} s "
@@ -239,7 +248,7 @@ def ingest(
                 on_run=lambda done, total, t=task: progress.update(t, completed=done, total=total),
                 summary=summary,
             )
-    _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})")
+    _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})", list(config.datasets))
     console.print(
         f"Dagster runs {summary.wall_seconds:.1f} s: our code {summary.our_seconds:.1f} s, "
         f"Dagster bookkeeping {summary.dagster_seconds:.1f} s"
