@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from market_assets.defs.automation.runs import rectangle_run_requests
 from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME
@@ -75,7 +76,10 @@ def materialize_rectangle(
     """Materialize `assets` for sessions x symbol_keys, `sessions_per_run` sessions per run."""
     summary = summary or RunSummary()
     registered = register_symbol_keys(instance, symbol_keys)
-    job = defs.resolve_implicit_global_asset_job_def()
+    # Resolve definitions against THIS instance's state storage: Dagster keeps it in a
+    # context variable that a previously used instance may have left behind.
+    with set_defs_state_storage(instance.defs_state_storage):
+        job = defs.resolve_implicit_global_asset_job_def()
     requests = rectangle_run_requests(
         assets, sessions, symbol_keys, registered, sessions_per_run, tags
     )
