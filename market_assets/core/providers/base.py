@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import polars as pl
 
 from market_assets.core.errors import MarketAssetsError
-from market_assets.core.schemas import GRANULARITIES
+from market_assets.core.schemas import GRANULARITIES, TICK_SCHEMAS
 from market_assets.core.symbols import validate_symbols
 
 
@@ -130,6 +130,9 @@ class FetchResult:
     requests: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # symbol -> error message
     attempts: list[dict[str, str]] = field(default_factory=list)  # provider, outcome
+    # Facts about the rows a user must see, copied into the provider's attempt record, e.g.
+    # {"price_adjustment": "adjusted"} for files that hold adjusted prices.
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -162,3 +165,38 @@ class ActionsSource(Protocol):
     name: str
 
     def fetch_actions(self, request: ActionsRequest) -> FetchResult: ...
+
+
+@dataclass(frozen=True)
+class TickRequest:
+    """Ticks of one tick dataset (trades, tbbo, statistics) for `symbols` over the sessions in
+    [start, end): start inclusive, end exclusive, both session dates (exchange-local)."""
+
+    dataset: str
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "symbols", tuple(validate_symbols(self.symbols)))
+        if self.dataset not in TICK_SCHEMAS:
+            raise ValueError(
+                f"tick dataset {self.dataset!r} is not one of {sorted(TICK_SCHEMAS)}"
+            )
+        if not self.start < self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end} (end exclusive)")
+
+    def for_symbols(self, symbols: tuple[str, ...]) -> TickRequest:
+        return TickRequest(self.dataset, symbols, self.start, self.end)
+
+
+@runtime_checkable
+class TickSource(Protocol):
+    """A provider of ticks in the canonical tick schemas (market_assets.core.schemas)."""
+
+    name: str
+    tick_datasets: tuple[str, ...]
+
+    def fetch_ticks(self, request: TickRequest) -> FetchResult:
+        """Fetch ticks; raise a ProviderError subclass on failure (same contract as bars)."""
+        ...

@@ -12,6 +12,12 @@ or by `corporate_actions` for actions. For each request the registry:
 3. labels every row's `source` with the provider that produced it, and records every
    attempt (provider, outcome, error) in `FetchResult.attempts` for the run's metadata.
 
+Every call (retries included) first takes a token from the provider's `RequestLimiter` when
+providers.yaml sets its `requests_per_minute`; a call that reports more than one vendor request
+in `FetchResult.requests` pays for the others before the provider's next call. Error text that
+reaches attempts, failures or a raised error has the provider's secrets masked
+(market_assets.core.providers.redact).
+
 Outcomes recorded per attempt: `ok`, `partial` (some symbols failed), `empty`, `retrying`
 (a transient error that will be retried), `exhausted` (the last transient error), `failed`
 (a permanent error) and `unsupported` (the provider cannot serve the request).
@@ -34,6 +40,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from market_assets.core.errors import ConfigError
 from market_assets.core.providers.base import (
     ActionsRequest,
     ActionsSource,
@@ -43,9 +50,12 @@ from market_assets.core.providers.base import (
     NoDataError,
     ProviderError,
     RateLimitedError,
+    TickRequest,
     TransientError,
 )
-from market_assets.core.schemas import ACTION_SCHEMA, empty_bars
+from market_assets.core.providers.ratelimit import RequestLimiter
+from market_assets.core.providers.redact import SecretRedactor, secret_env_names
+from market_assets.core.schemas import ACTION_SCHEMA, TICK_TIME_COLUMN, empty_bars, empty_ticks
 
 if TYPE_CHECKING:
     from market_assets.core.config import AppConfig
@@ -55,6 +65,10 @@ REGISTRY_VENDOR = "registry"
 
 PROVIDER_KINDS: dict[str, str] = {
     "synthetic": "market_assets.core.providers.synthetic:SyntheticProvider",
+    "files": "market_assets.core.providers.files:FilesProvider",
+    "yfinance": "market_assets.core.providers.yfinance:YFinanceProvider",
+    "alpaca": "market_assets.core.providers.alpaca:AlpacaProvider",
+    "databento": "market_assets.core.providers.databento:DatabentoProvider",
 }
 """Provider kind -> "module:Class". Each class offers `from_config(settings)`. Modules are
 imported only when a configured provider uses them, so a vendor's client library is needed
@@ -103,7 +117,12 @@ def provider_class(kind: str) -> type:
 
 
 class ProviderRegistry:
-    """Providers by name, and the ordered providers (routes) of each dataset."""
+    """Providers by name, and the ordered providers (routes) of each dataset.
+
+    `limiters` pace calls per provider name (see ratelimit.py); `redactor` masks the
+    providers' secrets in recorded and raised errors; `disabled` names providers that
+    providers.yaml turns off, so pinning one says so instead of calling it unknown.
+    """
 
     def __init__(
         self,
@@ -112,6 +131,9 @@ class ProviderRegistry:
         retry: RetryPolicy | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        limiters: Mapping[str, RequestLimiter] | None = None,
+        redactor: SecretRedactor | None = None,
+        disabled: Sequence[str] = (),
     ) -> None:
         for route, names in routes.items():
             missing = [name for name in names if name not in providers]
@@ -122,12 +144,20 @@ class ProviderRegistry:
                 )
             if not names:
                 raise ValueError(f"route {route!r} lists no providers")
+        unknown_limits = sorted(set(limiters or {}) - set(providers))
+        if unknown_limits:
+            raise ValueError(
+                f"rate limits given for provider(s) {unknown_limits} that are not configured"
+            )
         self.providers: dict[str, Provider] = dict(providers)
+        self.limiters: dict[str, RequestLimiter] = dict(limiters or {})
+        self.redactor = redactor or SecretRedactor()
+        self.disabled: tuple[str, ...] = tuple(disabled)
         self.routes: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in routes.items()}
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(
-            initial=self.retry.initial_wait,
+            multiplier=self.retry.initial_wait,
             max=self.retry.max_wait,
             jitter=self.retry.initial_wait,
         )
@@ -138,21 +168,41 @@ class ProviderRegistry:
         provider_settings: Mapping[str, Mapping[str, Any]],
         routes: Mapping[str, Sequence[str]],
         retry: RetryPolicy | None = None,
+        *,
+        disabled: Sequence[str] = (),
     ) -> ProviderRegistry:
         """Instantiate each configured provider by its `kind` (default: its name).
 
-        Raises ValueError naming the provider and kind when the kind is unknown, and
+        A provider whose settings hold `requests_per_minute` gets a RequestLimiter, and the
+        environment variables named by `api_key_env`, `secret_key_env` and `*_env` settings
+        are masked in every error the registry records or raises. Raises ValueError naming
+        the provider (and kind) when the kind is unknown or its settings are rejected, and
         naming the route when a route lists a provider that is not configured.
         """
         providers: dict[str, Provider] = {}
+        limiters: dict[str, RequestLimiter] = {}
+        secret_envs: list[str] = []
         for name, settings in provider_settings.items():
             kind = str(settings.get("kind", name))
             try:
                 factory = provider_class(kind)
             except ValueError as error:
                 raise ValueError(f"provider {name!r}: {error}") from None
-            providers[name] = factory.from_config(dict(settings))
-        return cls(providers, routes, retry)
+            try:
+                providers[name] = factory.from_config(dict(settings))
+            except ValueError as error:
+                raise ValueError(f"provider {name!r} (kind {kind}): {error}") from error
+            if settings.get("requests_per_minute"):
+                limiters[name] = RequestLimiter(name, float(settings["requests_per_minute"]))
+            secret_envs.extend(secret_env_names(settings))
+        return cls(
+            providers,
+            routes,
+            retry,
+            limiters=limiters,
+            redactor=SecretRedactor(secret_envs),
+            disabled=disabled,
+        )
 
     @classmethod
     def from_app_config(cls, config: AppConfig) -> ProviderRegistry:
@@ -161,12 +211,15 @@ class ProviderRegistry:
         A provider's `settings` are flattened next to its `kind` and the vendor-generic keys
         (`api_key_env`, `secret_key_env`, `requests_per_minute`, when set). Disabled
         providers are left out of every route; a route left empty is dropped, so fetching
-        that dataset raises ValueError naming it.
+        that dataset raises ValueError naming it. Settings a provider rejects raise
+        ConfigError naming providers.yaml and the provider's key.
         """
         providers_file = config.providers
         settings: dict[str, dict[str, Any]] = {}
+        disabled: list[str] = []
         for name, provider in providers_file.providers.items():
             if not provider.enabled:
+                disabled.append(name)
                 continue
             generic = {
                 key: getattr(provider, key)
@@ -183,12 +236,32 @@ class ProviderRegistry:
             initial_wait=providers_file.retry_initial_wait_s,
             max_wait=providers_file.retry_max_wait_s,
         )
-        return cls.from_settings(settings, {k: v for k, v in routes.items() if v}, retry)
+        try:
+            return cls.from_settings(
+                settings, {k: v for k, v in routes.items() if v}, retry, disabled=disabled
+            )
+        except ValueError as error:
+            raise ConfigError(f"{config.config_dir / 'providers.yaml'}: {error}") from error
 
     def with_route(self, key: str, names: Sequence[str]) -> ProviderRegistry:
-        """A registry sharing these providers, with `key` routed to `names` only."""
+        """A registry sharing these providers and limiters, with `key` routed to `names` only.
+
+        Raises ValueError saying so when a name is a provider providers.yaml disables.
+        """
+        off = [name for name in names if name in self.disabled]
+        if off:
+            raise ValueError(
+                f"provider(s) {off} are disabled in providers.yaml (enabled: false); set "
+                f"enabled: true to use them for {key!r}"
+            )
         return ProviderRegistry(
-            self.providers, {**self.routes, key: tuple(names)}, self.retry, sleep=self._sleep
+            self.providers,
+            {**self.routes, key: tuple(names)},
+            self.retry,
+            sleep=self._sleep,
+            limiters=self.limiters,
+            redactor=self.redactor,
+            disabled=self.disabled,
         )
 
     def route(self, key: str) -> tuple[str, ...]:
@@ -249,6 +322,30 @@ class ProviderRegistry:
         result.frame = result.frame.sort("symbol", "ex_date", "action_type")
         return result
 
+    def fetch_ticks(self, request: TickRequest) -> FetchResult:
+        """Ticks (trades, tbbo, statistics) from the dataset's providers, with the same
+        retries and per-symbol failover as bars; raises like `fetch_bars` when no provider
+        returns a single row."""
+
+        def fetch(provider: Any, symbols: tuple[str, ...]) -> FetchResult:
+            return provider.fetch_ticks(request.for_symbols(symbols))
+
+        def supports(provider: Any) -> bool:
+            datasets = getattr(provider, "tick_datasets", ())
+            return hasattr(provider, "fetch_ticks") and request.dataset in datasets
+
+        result = self._fetch(
+            self.route(request.dataset),
+            request.symbols,
+            fetch,
+            supports,
+            context={"dataset": request.dataset, "start": request.start, "end": request.end},
+            empty=empty_ticks(request.dataset),
+            missing_rows_fail_over=True,
+        )
+        result.frame = result.frame.sort("symbol", TICK_TIME_COLUMN, maintain_order=True)
+        return result
+
     def _fetch(
         self,
         names: Sequence[str],
@@ -304,7 +401,7 @@ class ProviderRegistry:
                 **context,
             )
             error.add_note(_summary(names, symbols, context, attempts))
-            raise error
+            raise self.redactor.exception(error)
         unresolved: dict[str, str] = {}
         for symbol in remaining:
             if symbol in failures:
@@ -315,8 +412,8 @@ class ProviderRegistry:
             frame=pl.concat(frames) if frames else empty,
             source=",".join(dict.fromkeys(sources or answered)),
             requests=requests,
-            failures=unresolved,
-            attempts=attempts,
+            failures=self.redactor.record(unresolved),
+            attempts=[self.redactor.record(attempt) for attempt in attempts],
         )
 
     def _call_with_retry(
@@ -344,21 +441,35 @@ class ProviderRegistry:
             before_sleep=note_retry,
             reraise=True,
         )
+        limiter = self.limiters.get(name)
         calls = 0
+        throttled = 0.0  # seconds this call waited for the provider's rate limit
         try:
             for attempt in retrying:
                 with attempt:
                     calls = attempt.retry_state.attempt_number
+                    if limiter is not None:
+                        throttled += limiter.acquire()
                     result = fetch(provider, symbols)
         except ProviderError as error:
             outcome = "exhausted" if error.retryable else "failed"
+            self.redactor.exception(error)
             attempts.append(_attempt(name, outcome, symbols, calls, str(error)))
+            _note_throttle(attempts[-1], throttled)
             return _Call(result=None, error=error, requests=calls)
+        except Exception as error:
+            self.redactor.exception(error)
+            raise
+        if limiter is not None:
+            limiter.owe(result.requests - 1)  # pages beyond the first, paid on the next call
         outcome = "partial" if result.failures else "ok"
         if result.frame.is_empty():
             outcome = "empty"
         detail = "; ".join(result.failures.values())
         attempts.append(_attempt(name, outcome, symbols, calls, detail))
+        notes = {key: str(value) for key, value in result.notes.items() if key not in attempts[-1]}
+        attempts[-1].update(notes)
+        _note_throttle(attempts[-1], throttled)
         return _Call(result=result, error=None, requests=calls - 1 + result.requests)
 
     def _wait(self, state: RetryCallState) -> float:
@@ -374,6 +485,11 @@ class ProviderRegistry:
             and error.retry_after is not None
             and error.retry_after > self.retry.max_wait
         )
+
+
+def _note_throttle(record: dict[str, str], seconds: float) -> None:
+    if seconds > 0:
+        record["rate_limit_wait_seconds"] = f"{seconds:.3f}"
 
 
 @dataclass(frozen=True)

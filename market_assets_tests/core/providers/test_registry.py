@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from market_assets.core.providers.base import (
     TransientError,
     UnknownSymbolError,
 )
+from market_assets.core.providers.ratelimit import RequestLimiter
+from market_assets.core.providers.redact import SecretRedactor
 from market_assets.core.providers.registry import ProviderRegistry, RetryPolicy
 from market_assets.core.providers.synthetic import SyntheticProvider
 from market_assets.core.schemas import ACTION_SCHEMA, empty_bars
@@ -359,3 +362,182 @@ def test_from_app_config_uses_provider_settings_routes_and_retry(tmp_path: Path)
     assert built.providers["synthetic"].seed == 3
     assert built.retry == RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.1)
     assert "bars_5m" not in built.routes
+
+
+class FakeClock:
+    """Time that moves only when slept through: every sleep is recorded, none is waited."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def paced(clock: FakeClock, per_minute: float, *steps) -> tuple[ProviderRegistry, list[float]]:
+    """A registry over one scripted provider limited to `per_minute`, and its call times."""
+    calls: list[float] = []
+
+    def timed(step):
+        def answer(request: BarRequest) -> FetchResult:
+            calls.append(clock.now)
+            if isinstance(step, Exception):
+                raise step
+            return step(request)
+
+        return answer
+
+    primary = ScriptedProvider("primary", *(timed(step) for step in steps))
+    limiter = RequestLimiter("primary", per_minute, clock=clock, sleep=clock.sleep)
+    built = ProviderRegistry(
+        {"primary": primary},
+        {"bars_1d": ["primary"]},
+        FAST,
+        sleep=clock.sleep,
+        limiters={"primary": limiter},
+    )
+    return built, calls
+
+
+def test_requests_per_minute_spaces_calls_in_a_rolling_minute_on_an_injected_clock() -> None:
+    clock = FakeClock()
+    limited, calls = paced(clock, 2, synthetic_answer)
+
+    results = [limited.fetch_bars(REQUEST) for _ in range(5)]
+
+    assert calls == pytest.approx([0.0, 0.0, 60.001, 60.001, 120.002])
+    assert all(sum(start <= t < start + 60 for t in calls) <= 2 for start in calls)
+    waits = [result.attempts[-1].get("rate_limit_wait_seconds") for result in results]
+    assert waits == [None, None, "60.001", None, "60.001"]
+
+
+def test_retries_take_their_own_rate_limit_tokens() -> None:
+    clock = FakeClock()
+    limited, calls = paced(clock, 1, transient(), synthetic_answer)
+
+    result = limited.fetch_bars(REQUEST)
+
+    assert calls[0] == 0.0
+    assert 60.0 < calls[1] < 60.01  # the backoff's few ms count towards the minute
+    assert outcomes(result) == [("primary", "retrying"), ("primary", "ok")]
+    assert result.requests == 2
+
+
+def test_a_call_that_made_several_requests_pays_for_them_before_the_next_call() -> None:
+    def three_pages(request: BarRequest) -> FetchResult:
+        result = synthetic_answer(request)
+        result.requests = 3
+        return result
+
+    clock = FakeClock()
+    limited, calls = paced(clock, 2, three_pages)
+
+    limited.fetch_bars(REQUEST)
+    limited.fetch_bars(REQUEST)
+
+    assert calls == pytest.approx([0.0, 120.002])
+
+
+def test_pinned_route_shares_the_providers_rate_limiter() -> None:
+    clock = FakeClock()
+    limited, calls = paced(clock, 1, synthetic_answer)
+    pinned = limited.with_route("bars_1d", ["primary"])
+
+    limited.fetch_bars(REQUEST)
+    pinned.fetch_bars(REQUEST)
+
+    assert pinned.limiters["primary"] is limited.limiters["primary"]
+    assert calls == pytest.approx([0.0, 60.001])
+
+
+def test_from_app_config_limits_providers_with_requests_per_minute_and_names_disabled_ones(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "universes.yaml").write_text("universes:\n  demo:\n    symbols: [AAPL]\n")
+    (tmp_path / "datasets.yaml").write_text(
+        "datasets:\n  bars_1d:\n    granularity: 1d\n    start: '2009-01-02'\n"
+        "    providers: [synthetic, spare]\n"
+    )
+    (tmp_path / "providers.yaml").write_text(
+        "providers:\n"
+        "  synthetic:\n    kind: synthetic\n"
+        "  spare:\n    kind: synthetic\n    requests_per_minute: 30\n"
+        "    api_key_env: SPARE_API_KEY\n"
+        "  retired:\n    kind: synthetic\n    enabled: false\n"
+    )
+    built = ProviderRegistry.from_app_config(AppConfig.load(tmp_path))
+
+    assert list(built.limiters) == ["spare"]
+    assert built.limiters["spare"].requests_per_minute == 30
+    assert built.redactor.env_names == ("SPARE_API_KEY",)
+    with pytest.raises(ValueError, match=r"\['retired'\] are disabled in providers.yaml"):
+        built.with_route("bars_1d", ["retired"])
+
+
+def test_secret_in_a_provider_error_is_masked_in_the_raised_error_its_cause_and_notes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "sk-live-5f3a9c0e7d1b"
+    monkeypatch.setenv("PRIMARY_API_KEY", secret)
+
+    class VendorHTTPError(Exception):
+        pass
+
+    def careless_adapter(request: BarRequest) -> FetchResult:
+        try:
+            raise VendorHTTPError(f"401 Unauthorized for url https://x.test/bars?apikey={secret}")
+        except VendorHTTPError as http:
+            raise AuthError(f"key rejected: {http}", vendor="primary") from http
+
+    guarded = ProviderRegistry(
+        {"primary": ScriptedProvider("primary", careless_adapter)},
+        {"bars_1d": ["primary"]},
+        FAST,
+        redactor=SecretRedactor(["PRIMARY_API_KEY"]),
+    )
+
+    with pytest.raises(AuthError) as raised:
+        guarded.fetch_bars(REQUEST)
+
+    shown = "".join(traceback.format_exception(raised.value))
+    assert secret not in shown
+    assert "key rejected: 401 Unauthorized for url https://x.test/bars?apikey=***" in shown
+    assert "VendorHTTPError: 401 Unauthorized for url https://x.test/bars?apikey=***" in shown
+    assert "primary failed (primary: key rejected" in raised.value.__notes__[0]
+
+
+def test_secret_in_a_failed_attempt_is_masked_in_the_recorded_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "sk-live-5f3a9c0e7d1b"
+    monkeypatch.setenv("PRIMARY_API_KEY", secret)
+    primary = ScriptedProvider("primary", AuthError(f"bad key {secret}", vendor="primary"))
+    backup = ScriptedProvider("backup", synthetic_answer)
+    guarded = ProviderRegistry(
+        {"primary": primary, "backup": backup},
+        {"bars_1d": ["primary", "backup"]},
+        FAST,
+        redactor=SecretRedactor(["PRIMARY_API_KEY"]),
+    )
+
+    result = guarded.fetch_bars(REQUEST)
+
+    assert result.attempts[0]["error"] == "primary: bad key ***"
+    assert secret not in repr(result.attempts) + repr(result.failures)
+
+
+def test_notes_of_a_result_are_copied_into_its_attempt_record() -> None:
+    def adjusted(request: BarRequest) -> FetchResult:
+        result = synthetic_answer(request)
+        result.notes = {"price_adjustment": "adjusted"}
+        return result
+
+    result = registry(ScriptedProvider("primary", adjusted)).fetch_bars(REQUEST)
+
+    assert result.attempts[-1]["price_adjustment"] == "adjusted"
+    assert result.attempts[-1]["outcome"] == "ok"
