@@ -29,7 +29,12 @@ import polars as pl
 
 from market_assets.core.calendar import get_calendar
 from market_assets.core.errors import StoreError
-from market_assets.core.schemas import BAR_SCHEMA, QUARANTINE_EXTRA_SCHEMA, conform_bars
+from market_assets.core.schemas import (
+    BAR_SCHEMA,
+    QUARANTINE_EXTRA_SCHEMA,
+    conform_bars,
+    stored_schema,
+)
 from market_assets.core.stores.layout import DatasetLayout, layout_for, quarantine_layout
 from market_assets.core.stores.objectstore import (
     ObjectStore,
@@ -43,7 +48,7 @@ log = logging.getLogger(__name__)
 Partition = tuple[str, date]
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {**BAR_SCHEMA, **QUARANTINE_EXTRA_SCHEMA}
-SORT_KEY = ("symbol", "ts")
+SORT_KEY = ("symbol", "ts")  # bars; other datasets sort by (symbol, layout.time_column)
 MAX_WRITE_ATTEMPTS = 30
 RETRY_BASE_SECONDS = 0.02
 RETRY_CAP_SECONDS = 1.0
@@ -79,7 +84,14 @@ class _FilePlan:
 
 
 def _schema_for(layout: DatasetLayout) -> dict[str, pl.DataType]:
-    return QUARANTINE_SCHEMA if layout.dataset.startswith("quarantine_") else BAR_SCHEMA
+    if layout.dataset.startswith("quarantine_"):
+        base = stored_schema(layout.dataset.removeprefix("quarantine_"))
+        return QUARANTINE_SCHEMA if base is BAR_SCHEMA else {**base, **QUARANTINE_EXTRA_SCHEMA}
+    return stored_schema(layout.dataset)
+
+
+def _sort_key(layout: DatasetLayout) -> tuple[str, str]:
+    return ("symbol", layout.time_column)
 
 
 def _to_utc(value: datetime | date, name: str) -> datetime:
@@ -109,8 +121,11 @@ def _empty(schema: dict[str, pl.DataType], columns: Sequence[str]) -> pl.DataFra
     return pl.DataFrame(schema={name: schema[name] for name in columns})
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], dataset: str) -> pl.DataFrame:
-    """Canonical columns and dtypes; only ts and symbol are required outside bar schemas.
+def _conform(
+    frame: pl.DataFrame, schema: dict[str, pl.DataType], layout: DatasetLayout
+) -> pl.DataFrame:
+    """Canonical columns and dtypes; only the time column and symbol are required outside bar
+    schemas.
 
     A frame with no columns and no rows (`pl.DataFrame()`) stands for "no rows".
     """
@@ -118,9 +133,9 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], dataset: str) 
         return _empty(schema, list(schema))
     if schema is BAR_SCHEMA:
         return conform_bars(frame)
-    missing = [name for name in SORT_KEY if name not in frame.columns]
+    missing = [name for name in _sort_key(layout) if name not in frame.columns]
     if missing:
-        raise ValueError(f"{dataset} frame is missing required column(s) {missing}")
+        raise ValueError(f"{layout.dataset} frame is missing required column(s) {missing}")
     return frame.select(
         pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
         for name, dtype in schema.items()
@@ -192,7 +207,7 @@ class ParquetLake:
         started = time.perf_counter()
         schema = _schema_for(layout)
         wanted = _validate_partitions(layout.dataset, partitions)
-        rows = _conform(frame, schema, layout.dataset)
+        rows = _conform(frame, schema, layout)
         validate_symbols(rows.get_column("symbol").drop_nulls().unique(maintain_order=True))
         tagged = rows.with_columns(layout.session_expr().alias(_SESSION))
         self._check_rows_belong(layout, tagged, wanted)
@@ -220,7 +235,8 @@ class ParquetLake:
             first = stray.row(0, named=True)
             raise StoreError(
                 f"{layout.dataset}: {stray.height} row(s) fall outside the listed partitions, "
-                f"first symbol {first['symbol']!r} ts {first['ts']} (session "
+                f"first symbol {first['symbol']!r} {layout.time_column} "
+                f"{first[layout.time_column]} (session "
                 f"{first[_SESSION]}); list that (symbol, session) or drop the row. "
                 "Nothing was written."
             )
@@ -247,7 +263,9 @@ class ParquetLake:
             if key not in files:
                 files[key] = (layout.relative_path(symbol, session), set())
             files[key][1].add(session)
-        unit = pl.col(_SESSION).dt.year() if layout.file_unit == "year" else pl.col(_SESSION)
+        unit = {"year": pl.col(_SESSION).dt.year(), "symbol": pl.lit(0)}.get(
+            layout.file_unit, pl.col(_SESSION)
+        )
         groups = tagged.with_columns(unit.alias(_FILE)).partition_by("symbol", _FILE, as_dict=True)
         by_file = {
             (str(symbol), layout.file_key(group.get_column(_SESSION)[0])): group
@@ -273,7 +291,7 @@ class ParquetLake:
                 existed = self._store.exists(plan.path)
                 self._store.delete(plan.path)
                 return 0, int(existed)
-            self._store.put(plan.path, _to_parquet(plan.rows.sort(SORT_KEY)))
+            self._store.put(plan.path, _to_parquet(plan.rows.sort(_sort_key(plan.layout))))
             return 1, 0
         with self._store.locked(plan.path):
             for attempt in range(MAX_WRITE_ATTEMPTS):
@@ -300,7 +318,7 @@ class ParquetLake:
     def _merge(self, plan: _FilePlan, data: bytes | None) -> pl.DataFrame:
         """The new rows plus the existing rows of sessions that are not being replaced."""
         if data is None:
-            return plan.rows.sort(SORT_KEY, maintain_order=True)
+            return plan.rows.sort(_sort_key(plan.layout), maintain_order=True)
         try:
             existing = pl.read_parquet(data).select(
                 pl.col(name).cast(dtype) for name, dtype in plan.rows.schema.items()
@@ -312,7 +330,7 @@ class ParquetLake:
                 "the year"
             ) from exc
         kept = existing.filter(~plan.layout.session_expr().is_in(list(plan.sessions)))
-        return pl.concat([kept, plan.rows]).sort(SORT_KEY, maintain_order=True)
+        return pl.concat([kept, plan.rows]).sort(_sort_key(plan.layout), maintain_order=True)
 
     # ------------------------------------------------------------------------------ reads
 
@@ -324,7 +342,8 @@ class ParquetLake:
         end: datetime | date,
         columns: list[str] | None = None,
     ) -> pl.DataFrame:
-        """Rows of `symbols` with `start <= ts < end`, sorted by (symbol, ts).
+        """Rows of `symbols` with `start <= ts < end`, sorted by (symbol, ts) (tick datasets:
+        by their time column `ts_event`).
 
         `start` is inclusive and `end` exclusive; naive datetimes are UTC and a date means
         00:00 UTC of that date. `columns` selects and orders the returned columns (all by
@@ -358,7 +377,8 @@ class ParquetLake:
         layout = layout_for(dataset)
         schema = _schema_for(layout)
         wanted = _validate_partitions(dataset, partitions)
-        frame = self._load(self._paths_of(layout, wanted), schema, list(schema), None)
+        paths = self._paths_of(layout, wanted)
+        frame = self._load(paths, schema, list(schema), None, _sort_key(layout))
         if frame.is_empty():
             return frame
         listed = pl.DataFrame(
@@ -387,8 +407,10 @@ class ParquetLake:
             return _empty(schema, selected)
         sessions = self._candidate_sessions(layout, lower, upper)
         paths = [layout.relative_path(symbol, day) for symbol in names for day in sessions]
-        in_range = (pl.col("ts") >= lower) & (pl.col("ts") < upper)
-        return self._load(paths, schema, selected, in_range)
+        ts = pl.col(layout.time_column)
+        if schema[layout.time_column] == pl.Date():  # a date column: compare as 00:00 UTC
+            ts = ts.cast(pl.Datetime("us", "UTC"))
+        return self._load(paths, schema, selected, (ts >= lower) & (ts < upper), _sort_key(layout))
 
     @staticmethod
     def _check_columns(
@@ -413,6 +435,8 @@ class ParquetLake:
         """
         first = lower.date() - timedelta(days=1) if layout.intraday else lower.date()
         last = (upper - timedelta(microseconds=1)).date()
+        if layout.file_unit == "symbol":
+            return [first]
         if layout.file_unit == "year":
             return [date(year, 1, 1) for year in range(first.year, last.year + 1)]
         return get_calendar().sessions(first, last)
@@ -428,12 +452,13 @@ class ParquetLake:
         schema: dict[str, pl.DataType],
         selected: list[str],
         predicate: pl.Expr | None,
+        key: tuple[str, str] = SORT_KEY,
     ) -> pl.DataFrame:
-        """Read the existing files of `paths` in one polars call; canonical, sorted."""
+        """Read the existing files of `paths` in one polars call; canonical, sorted by `key`."""
         sources = self._store.read_sources(paths)
         if not sources:
             return _empty(schema, selected)
-        needed = list(dict.fromkeys([*SORT_KEY, *selected]))
+        needed = list(dict.fromkeys([*key, *selected]))
         try:
             frame = pl.read_parquet(sources, columns=needed)
         except (pl.exceptions.PolarsError, OSError) as exc:
@@ -444,7 +469,7 @@ class ParquetLake:
             ) from exc
         if predicate is not None:
             frame = frame.filter(predicate)
-        return frame.sort(SORT_KEY, maintain_order=True).select(
+        return frame.sort(key, maintain_order=True).select(
             pl.col(name).cast(schema[name]) for name in selected
         )
 

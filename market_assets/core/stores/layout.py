@@ -1,8 +1,9 @@
 """Where each dataset's partitions live, in the lake and in time.
 
 A partition is one (symbol, session). Files group partitions: daily bars keep one file per
-symbol-year, intraday bars one file per symbol-session. Paths are built from this layout,
-never globbed, because listing thousands of files dominates query time.
+symbol-year, intraday bars and ticks (trades, tbbo, statistics; placed by `ts_event`) one file
+per symbol-session. Paths are built from this layout, never globbed, because listing
+thousands of files dominates query time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from market_assets.core.symbols import validate_symbol
 
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 
-FileUnit = Literal["day", "year"]
+FileUnit = Literal["day", "year", "symbol"]  # symbol: one file holds every session
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,21 @@ class DatasetLayout:
     intraday: bool
     filename: str = "ticks.parquet"
     session_column: str | None = None  # rows carry their session instead of deriving it
+    time_column: str = "ts"  # the timestamp that places a row in its session (ticks: ts_event)
 
     def relative_path(self, symbol: str, session: dt.date) -> str:
         """Path (relative to the lake root) of the file holding (symbol, session)."""
         validate_symbol(symbol)
+        if self.file_unit == "symbol":
+            return f"{self.folder}/{symbol}/{self.filename}"
         if self.file_unit == "year":
             return f"{self.folder}/{symbol}/{session:%Y}/{self.filename}"
         return f"{self.folder}/{symbol}/{session:%Y}/{session:%m}/{session:%d}/{self.filename}"
 
     def file_key(self, session: dt.date) -> tuple[int, ...]:
         """Identity of the file a session falls in, for grouping partitions by file."""
+        if self.file_unit == "symbol":
+            return ()
         if self.file_unit == "year":
             return (session.year,)
         return (session.year, session.month, session.day)
@@ -61,8 +67,12 @@ class DatasetLayout:
         )
         return start_local.astimezone(dt.UTC), end_local.astimezone(dt.UTC)
 
-    def session_expr(self, column: str = "ts") -> pl.Expr:
-        """Polars expression giving the session (a date) each row belongs to."""
+    def session_expr(self, column: str | None = None) -> pl.Expr:
+        """Polars expression giving the session (a date) each row belongs to.
+
+        `column` defaults to the layout's `time_column`.
+        """
+        column = column or self.time_column
         if self.session_column:
             return pl.col(self.session_column)
         if not self.intraday:
@@ -76,6 +86,36 @@ _LAYOUTS: dict[str, DatasetLayout] = {
     "bars_5m": DatasetLayout("bars_5m", "ticks/5minute", "day", intraday=True),
     "bars_15m": DatasetLayout("bars_15m", "ticks/15minute", "day", intraday=True),
     "bars_1h": DatasetLayout("bars_1h", "ticks/hour", "day", intraday=True),
+    "trades": DatasetLayout(
+        "trades", "ticks/trades", "day", True, "trades.parquet", time_column="ts_event"
+    ),
+    "tbbo": DatasetLayout(
+        "tbbo", "ticks/tbbo", "day", True, "tbbo.parquet", time_column="ts_event"
+    ),
+    "statistics": DatasetLayout(
+        "statistics", "ticks/statistics", "day", True, "statistics.parquet", time_column="ts_event"
+    ),
+}
+
+# Session x symbol datasets that are not PostgreSQL bar tables (schemas.TABLE_SCHEMAS).
+# Corporate actions keep one file per symbol: a partition is (symbol, ex_date), and every
+# partition of a symbol shares that file, so writers merge under the lake's lock.
+_TABLE_LAYOUTS: dict[str, DatasetLayout] = {
+    "corporate_actions": DatasetLayout(
+        "corporate_actions",
+        "corporate_actions",
+        "symbol",
+        intraday=False,
+        filename="actions.parquet",
+        session_column="ex_date",
+        time_column="ex_date",
+    ),
+    "bars_1d_adjusted": DatasetLayout(
+        "bars_1d_adjusted", "ticks/daily_adjusted", "year", intraday=False
+    ),
+    "indicators": DatasetLayout(
+        "indicators", "indicators/daily", "year", intraday=False, filename="indicators.parquet"
+    ),
 }
 
 GRANULARITY_DATASET = {
@@ -101,6 +141,7 @@ def quarantine_layout(dataset: str) -> DatasetLayout:
         base.intraday,
         filename="quarantine.parquet",
         session_column="session",
+        time_column=base.time_column,
     )
 
 
@@ -109,10 +150,10 @@ def layout_for(dataset: str) -> DatasetLayout:
     if dataset.startswith("quarantine_"):
         return quarantine_layout(dataset.removeprefix("quarantine_"))
     try:
-        return _LAYOUTS[dataset]
+        return _LAYOUTS.get(dataset) or _TABLE_LAYOUTS[dataset]
     except KeyError:
         raise ValueError(
-            f"unknown dataset {dataset!r}; known datasets: {sorted(_LAYOUTS)}"
+            f"unknown dataset {dataset!r}; known datasets: {sorted({**_LAYOUTS, **_TABLE_LAYOUTS})}"
         ) from None
 
 

@@ -7,6 +7,10 @@ one, never a mix, and a failed write leaves the old rows in place. Quarantined r
 `quarantine_<dataset>` and are filed by their `session` column (the partition they were
 quarantined from), since their own `ts` may be null.
 
+Tick datasets (trades, tbbo, statistics) are placed by `ts_event` instead of `ts` and have no
+unique key. Their nanosecond timestamps are stored as `bigint` nanoseconds since the epoch,
+because `timestamptz` holds microseconds; reads turn them back into Datetime("ns", "UTC").
+
 The schema lives in `sql/*.sql` (plain PostgreSQL tables, primary key (symbol, ts)) and
 `sql/timescale/*.sql` (hypertables with compression), the latter applied only when the
 `timescaledb` extension is available. Retention is deliberately not configured: bars are the
@@ -30,7 +34,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from market_assets.core.errors import StoreError
-from market_assets.core.schemas import BAR_SCHEMA, QUARANTINE_EXTRA_SCHEMA, TS_DTYPE
+from market_assets.core.schemas import (
+    BAR_SCHEMA,
+    QUARANTINE_EXTRA_SCHEMA,
+    TICK_TS_DTYPE,
+    TS_DTYPE,
+    stored_schema,
+)
 from market_assets.core.stores.layout import known_datasets, layout_for
 from market_assets.core.symbols import validate_symbols
 
@@ -133,11 +143,12 @@ class TimescaleStore:
         (symbol, ts)) the old partitions stay as they were. Returns the rows written.
         """
         _check_dataset(dataset)
+        schema = stored_schema(dataset)
         try:
-            bars = _conform(frame, BAR_SCHEMA)
+            rows = _conform(frame, schema, fill_missing=schema is not BAR_SCHEMA)
         except (ValueError, pl.exceptions.PolarsError) as exc:
-            raise StoreError(f"{dataset}: frame does not fit the bar schema: {exc}") from exc
-        return self._replace(dataset, bars, partitions)
+            raise StoreError(f"{dataset}: frame does not fit the {dataset} schema: {exc}") from exc
+        return self._replace(dataset, rows, partitions)
 
     def write_quarantine(
         self, dataset: str, frame: pl.DataFrame, partitions: Sequence[Partition]
@@ -160,7 +171,7 @@ class TimescaleStore:
         if "session" not in frame.columns:
             frame = frame.with_columns(layout_for(dataset).session_expr().alias("session"))
         try:
-            rows = _conform(frame, QUARANTINE_SCHEMA, fill_missing=True)
+            rows = _conform(frame, _quarantine_schema(dataset), fill_missing=True)
         except pl.exceptions.PolarsError as exc:
             raise StoreError(f"{table}: frame does not fit: {exc}") from exc
         foreign = rows.filter(pl.col("dataset").ne_missing(dataset))
@@ -181,13 +192,19 @@ class TimescaleStore:
         end: dt.datetime,
         columns: list[str] | None = None,
     ) -> pl.DataFrame:
-        """Bars of `symbols` with `start <= ts < end`, sorted by (symbol, ts), canonical dtypes.
+        """Rows of `symbols` with `start <= ts < end`, sorted by (symbol, ts), canonical dtypes
+        (tick datasets: by their time column `ts_event`).
 
         `start` is inclusive and `end` exclusive; naive datetimes are taken as UTC. `symbols`
         may be one symbol or several. `columns` selects and orders bar columns (default all).
         """
         _check_dataset(dataset)
-        return self._read(dataset, BAR_SCHEMA, symbols, "ts", _as_utc(start), _as_utc(end), columns)
+        schema, time = stored_schema(dataset), layout_for(dataset).time_column
+        lower, upper = _as_utc(start), _as_utc(end)
+        bounds = (lower, upper)
+        if schema[time] == TICK_TS_DTYPE:
+            bounds = (_epoch_ns(lower), _epoch_ns(upper))
+        return self._read(dataset, schema, symbols, time, *bounds, columns, order=time)
 
     def read_quarantine(
         self,
@@ -202,7 +219,14 @@ class TimescaleStore:
         first = start.date() if isinstance(start, dt.datetime) else start
         stop = end.date() if isinstance(end, dt.datetime) else end
         return self._read(
-            f"quarantine_{dataset}", QUARANTINE_SCHEMA, symbols, "session", first, stop, None
+            f"quarantine_{dataset}",
+            _quarantine_schema(dataset),
+            symbols,
+            "session",
+            first,
+            stop,
+            None,
+            order=layout_for(dataset).time_column,
         )
 
     # -- internals ------------------------------------------------------------------------
@@ -230,14 +254,17 @@ class TimescaleStore:
     def _replace(self, table: str, rows: pl.DataFrame, partitions: Sequence[Partition]) -> int:
         """Delete the listed partitions of `table` and COPY `rows` in, in one transaction.
 
-        Bar tables place a row in a partition by its `ts` (within the session's bounds);
-        quarantine tables by its `session` column.
+        Bar tables place a row in a partition by its `ts` (tick tables by `ts_event`) within
+        the session's bounds; quarantine tables by its `session` column.
         """
         layout = layout_for(table)
+        time = layout.time_column
         wanted = _partition_frame(partitions)
         validate_symbols(wanted["symbol"])
-        _check_rows_inside(table, rows, wanted, layout.session_expr())
-        rows = _sorted_by_key(rows)
+        _check_rows_inside(table, rows, wanted, layout.session_expr(), time)
+        rows = _sorted_by_key(rows, time)
+        ns_time = rows.schema.get(time) == TICK_TS_DTYPE
+        rows = _ns_as_bigint(rows)
         symbols = wanted["symbol"].to_list()
         if layout.session_column:
             delete = sql.SQL(
@@ -248,13 +275,21 @@ class TimescaleStore:
             delete_params: tuple[list[object], ...] = (symbols, wanted["session"].to_list())
         else:
             bounds = [layout.session_bounds(session) for session in wanted["session"]]
+            lows: list[object] = [lo for lo, _ in bounds]
+            highs: list[object] = [hi for _, hi in bounds]
+            if ns_time:
+                lows, highs = [_epoch_ns(lo) for lo in lows], [_epoch_ns(hi) for hi in highs]
             delete = sql.SQL(
                 "DELETE FROM {table} AS t "
-                "USING unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) "
+                "USING unnest(%s::text[], {kind}[], {kind}[]) "
                 "AS p(symbol, lo, hi) "
-                "WHERE t.symbol = p.symbol AND t.ts >= p.lo AND t.ts < p.hi"
-            ).format(table=sql.Identifier(table))
-            delete_params = (symbols, [lo for lo, _ in bounds], [hi for _, hi in bounds])
+                "WHERE t.symbol = p.symbol AND t.{time} >= p.lo AND t.{time} < p.hi"
+            ).format(
+                table=sql.Identifier(table),
+                kind=sql.SQL("%s::bigint" if ns_time else "%s::timestamptz"),
+                time=sql.Identifier(time),
+            )
+            delete_params = (symbols, lows, highs)
         copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
             table=sql.Identifier(table),
             columns=sql.SQL(", ").join(map(sql.Identifier, rows.columns)),
@@ -278,10 +313,13 @@ class TimescaleStore:
         symbols: str | Sequence[str],
         range_column: str,
         start: dt.date,
-        end: dt.date,
+        end: dt.date | int,
         columns: list[str] | None,
+        *,
+        order: str = "ts",
     ) -> pl.DataFrame:
-        """Rows of `symbols` with `start <= range_column < end` via COPY ... TO STDOUT (CSV)."""
+        """Rows of `symbols` with `start <= range_column < end` via COPY ... TO STDOUT (CSV),
+        sorted by (symbol, `order`)."""
         names = list(schema) if columns is None else list(columns)
         unknown = [c for c in names if c not in schema]
         if unknown or not names:
@@ -289,11 +327,12 @@ class TimescaleStore:
         wanted = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
         query = sql.SQL(
             "COPY (SELECT {columns} FROM {table} WHERE symbol = ANY(%s) AND {range} >= %s "
-            "AND {range} < %s ORDER BY symbol, ts NULLS LAST) TO STDOUT (FORMAT CSV)"
+            "AND {range} < %s ORDER BY symbol, {order} NULLS LAST) TO STDOUT (FORMAT CSV)"
         ).format(
             columns=sql.SQL(", ").join(map(sql.Identifier, names)),
             table=sql.Identifier(table),
             range=sql.Identifier(range_column),
+            order=sql.Identifier(order),
         )
         buffer = bytearray()
         with self._transaction(f"reading {table}") as cur:
@@ -308,19 +347,26 @@ class TimescaleStore:
         if not buffer:
             return pl.DataFrame(schema={n: schema[n] for n in names})
         timestamps = [n for n in names if schema[n] == TS_DTYPE]
+        nanoseconds = [n for n in names if schema[n] == TICK_TS_DTYPE]
+        stored = {n: pl.Int64() for n in nanoseconds} | {n: pl.String() for n in timestamps}
         frame = pl.read_csv(
             bytes(buffer),
             has_header=False,
             new_columns=names,
-            schema={n: pl.String() if n in timestamps else schema[n] for n in names},
+            schema={n: stored.get(n, schema[n]) for n in names},
         )
         return frame.with_columns(
-            pl.col(n).str.strptime(TS_DTYPE, _CSV_TS_FORMAT) for n in timestamps
+            *(pl.col(n).str.strptime(TS_DTYPE, _CSV_TS_FORMAT) for n in timestamps),
+            *(pl.col(n).cast(TICK_TS_DTYPE) for n in nanoseconds),
         )
+
+
+# Session x symbol datasets that are not bar tables but have a table in sql/.
+TABLE_DATASETS = ("corporate_actions",)
 
 
 def _check_dataset(dataset: str) -> None:
-    if dataset not in known_datasets():
+    if dataset not in known_datasets() and dataset not in TABLE_DATASETS:
         raise ValueError(
             f"unknown dataset {dataset!r}; the TimescaleDB store holds {known_datasets()}"
         )
@@ -360,14 +406,14 @@ def _partition_frame(partitions: Sequence[Partition]) -> pl.DataFrame:
 
 
 def _check_rows_inside(
-    table: str, rows: pl.DataFrame, wanted: pl.DataFrame, session: pl.Expr
+    table: str, rows: pl.DataFrame, wanted: pl.DataFrame, session: pl.Expr, time: str = "ts"
 ) -> None:
     """Raise StoreError naming the first row of `rows` outside the `wanted` partitions."""
     if rows.is_empty():
         return
     outside = (
         rows.lazy()
-        .select("symbol", "ts", session.alias("session"))
+        .select("symbol", time, session.alias("session"))
         .join(wanted.lazy(), on=["symbol", "session"], how="anti")
         .collect()
     )
@@ -380,20 +426,36 @@ def _check_rows_inside(
         )
 
 
-def _sorted_by_key(rows: pl.DataFrame) -> pl.DataFrame:
-    """`rows` ordered by (symbol, ts), which COPYs faster; skips the sort when already so."""
+def _sorted_by_key(rows: pl.DataFrame, time: str = "ts") -> pl.DataFrame:
+    """`rows` ordered by (symbol, time), which COPYs faster; skips the sort when already so."""
     if rows.height < 2:
         return rows
     previous_symbol = pl.col("symbol").shift(1)
     ordered = rows.select(
         (
             (pl.col("symbol") > previous_symbol)
-            | ((pl.col("symbol") == previous_symbol) & (pl.col("ts") >= pl.col("ts").shift(1)))
+            | ((pl.col("symbol") == previous_symbol) & (pl.col(time) >= pl.col(time).shift(1)))
         )
         .slice(1)
         .all()
     ).item()
-    return rows if ordered else rows.sort("symbol", "ts", nulls_last=True)
+    return rows if ordered else rows.sort("symbol", time, nulls_last=True)
+
+
+def _quarantine_schema(dataset: str) -> dict[str, pl.DataType]:
+    base = stored_schema(dataset)
+    return QUARANTINE_SCHEMA if base is BAR_SCHEMA else {**base, **QUARANTINE_EXTRA_SCHEMA}
+
+
+def _ns_as_bigint(rows: pl.DataFrame) -> pl.DataFrame:
+    """Nanosecond timestamps as Int64 nanoseconds since the epoch (their `bigint` columns)."""
+    columns = [name for name, dtype in rows.schema.items() if dtype == TICK_TS_DTYPE]
+    return rows.with_columns(pl.col(c).dt.epoch("ns") for c in columns) if columns else rows
+
+
+def _epoch_ns(moment: dt.datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime, exactly (no float rounding)."""
+    return (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1) * 1000
 
 
 def _binary_copy_chunks(rows: pl.DataFrame) -> Iterator[bytes]:

@@ -405,7 +405,8 @@ def test_ensure_schema_creates_primary_key_on_symbol_ts_and_quarantine_indexes(
             """
         ).fetchall()
         quarantine_indexes = conn.execute(
-            "SELECT tablename, indexdef FROM pg_indexes WHERE tablename LIKE 'quarantine\\_%' "
+            "SELECT tablename, indexdef FROM pg_indexes "
+            "WHERE tablename LIKE 'quarantine\\_bars\\_%' "
             "ORDER BY tablename"
         ).fetchall()
 
