@@ -24,6 +24,8 @@ from market_assets.core.stores.layout import GRANULARITY_DATASET
 from market_assets.core.symbols import validate_symbols
 
 TimeBound = dt.date | dt.datetime | str
+FIRST_DAY = dt.date(1900, 1, 1)  # bounds that cover every stored corporate action
+LAST_DAY = dt.date(2200, 1, 1)
 ExportFormat = Literal["csv", "parquet"]
 
 
@@ -68,8 +70,18 @@ class MarketData:
         granularity: str = "1d",
         columns: Sequence[str] | None = None,
         store: Literal["lake", "timescale"] = "lake",
+        adjusted: bool = False,
+        as_of: TimeBound | None = None,
     ) -> pl.DataFrame:
-        """Bars with ts in [start, end), sorted by (symbol, ts), in the canonical schema."""
+        """Bars with ts in [start, end), sorted by (symbol, ts), in the canonical schema.
+
+        `adjusted=True` adds adj_open/high/low/close/volume, split_factor and dividend_factor
+        (any granularity: intraday bars take the factors of their session), computed from the
+        stored corporate actions known at `as_of` (default: all), so history can be seen as it
+        looked on a past day. Without stored actions the factors are 1.
+        """
+        if adjusted:
+            return self._adjusted_bars(symbols, start, end, granularity, columns, store, as_of)
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity={granularity!r} is not one of {list(GRANULARITIES)}")
         symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
@@ -90,6 +102,85 @@ class MarketData:
             with TimescaleStore(self.dsn) as timescale:
                 return timescale.read(dataset, symbol_list, lo, hi, columns=selected)
         return self._lake.read(dataset, symbol_list, lo, hi, columns=selected)
+
+    def _adjusted_bars(
+        self,
+        symbols: str | Sequence[str],
+        start: TimeBound,
+        end: TimeBound,
+        granularity: str,
+        columns: Sequence[str] | None,
+        store: Literal["lake", "timescale"],
+        as_of: TimeBound | None,
+    ) -> pl.DataFrame:
+        from market_assets.core.schemas import ADJUSTED_BAR_SCHEMA
+        from market_assets.core.stores.layout import layout_for
+        from market_assets.core.transforms.adjust import adjust_with_actions
+
+        unknown = [c for c in columns or [] if c not in ADJUSTED_BAR_SCHEMA]
+        if unknown:
+            raise ValueError(
+                f"unknown column(s) {unknown}; columns are {list(ADJUSTED_BAR_SCHEMA)}"
+            )
+        raw = self.bars(symbols, start, end, granularity=granularity, store=store)
+        actions = self.actions(raw["symbol"].unique().to_list(), FIRST_DAY, LAST_DAY, store=store)
+        daily = None
+        missing = actions.filter(
+            (pl.col("action_type") == "dividend") & pl.col("reference_close").is_null()
+        )
+        if not missing.is_empty():
+            first = missing["ex_date"].min() - dt.timedelta(days=10)
+            daily = self.bars(
+                missing["symbol"].unique().to_list(), first, missing["ex_date"].max(), store=store
+            )
+        moment = to_utc(as_of, name="as_of") if as_of is not None else None
+        session = layout_for(GRANULARITY_DATASET[granularity]).session_expr()
+        frame, _ = adjust_with_actions(
+            raw, actions, as_of=moment, daily_closes=daily, session=session
+        )
+        return frame.select(list(columns)) if columns else frame
+
+    def actions(
+        self,
+        symbols: str | Sequence[str],
+        start: TimeBound,
+        end: TimeBound,
+        store: Literal["lake", "timescale"] = "lake",
+    ) -> pl.DataFrame:
+        """Corporate actions with ex_date in [start, end), sorted by (symbol, ex_date).
+
+        Columns of docs/data_dictionary.md (corporate actions): splits, cash dividends and
+        symbol changes, with `known_at` for point-in-time use.
+        """
+        symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
+        lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
+        if store == "timescale":
+            if not self.dsn:
+                raise ValueError("store='timescale' needs MarketData(dsn=...)")
+            from market_assets.core.stores.timescale import TimescaleStore
+
+            with TimescaleStore(self.dsn) as timescale:
+                return timescale.read("corporate_actions", symbol_list, lo, hi)
+        return self._lake.read("corporate_actions", symbol_list, lo, hi)
+
+    def indicators(
+        self,
+        symbols: str | Sequence[str],
+        start: TimeBound,
+        end: TimeBound,
+        names: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Indicator values of sessions in [start, end): one column per indicator.
+
+        `names` picks indicators (e.g. ["sma_20", "rsi_14"]); default: every stored one.
+        Values are null until an indicator's lookback is filled.
+        """
+        from market_assets.core.transforms.indicators import indicators_wide
+
+        symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
+        lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
+        long = self._lake.read("indicators", symbol_list, lo, hi)
+        return indicators_wide(long, names)
 
     def export(
         self,
