@@ -1,0 +1,162 @@
+"""`coverage_report`: coverage and quality of every bar dataset, from what Dagster stores.
+
+Built from the partitions Dagster recorded as materialized, the `quality` check status it
+recorded per partition, and our per-symbol check results table (which is what makes
+symbol-level numbers possible when a partition key is a bucket of symbols). The Markdown is
+shown in the UI as metadata; it and a heatmap PNG (symbol x month, coloured by score) are
+written under the lake root at quality/coverage_report.md and quality/coverage_heatmap.png.
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+from dagster import (
+    AssetCheckKey,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DagsterInstance,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from market_assets.core.calendar import get_calendar
+from market_assets.core.config import AppConfig
+from market_assets.core.rules.report import (
+    Coverage,
+    build_coverage,
+    render_heatmap,
+    render_markdown,
+)
+from market_assets.core.rules.thresholds import load_thresholds
+from market_assets.core.stores.check_results import CheckResultsStore
+from market_assets.core.stores.lake import ParquetLake
+from market_assets.defs.checks.bars import CHECK_NAME, bar_datasets
+from market_assets.defs.partitions import split_partition_key
+from market_assets.defs.resources import PlatformResource
+
+COVERAGE_ASSET = "coverage_report"
+MARKDOWN_FILE = "coverage_report.md"
+HEATMAP_FILE = "coverage_heatmap.png"
+REPORT_FOLDER = "quality"
+KEY_SCHEMA = {"dataset": pl.String(), "symbol": pl.String(), "session": pl.Date()}
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """Where the report went and what it said."""
+
+    coverage: Coverage
+    markdown: str
+    markdown_uri: str
+    heatmap_uri: str
+
+
+def _expand(
+    config: AppConfig, dataset: str, keys: Sequence[str], extra: dict[str, list] | None = None
+) -> pl.DataFrame:
+    """Dagster partition keys of a dataset as (dataset, symbol, session) rows; bucket keys
+    expand to their member symbols, keys no universe defines any more are skipped."""
+    symbols, sessions, columns = [], [], {name: [] for name in (extra or {})}
+    for index, key in enumerate(keys):
+        session, symbol_key = split_partition_key(key)
+        try:
+            members = config.symbol_partitions.symbols_for_key(symbol_key)
+        except ValueError:
+            continue
+        for symbol in members:
+            symbols.append(symbol)
+            sessions.append(session)
+            for name, values in (extra or {}).items():
+                columns[name].append(values[index])
+    return pl.DataFrame(
+        {"dataset": [dataset] * len(symbols), "symbol": symbols, "session": sessions, **columns},
+        schema={**KEY_SCHEMA, **{name: pl.String() for name in columns}},
+    )
+
+
+def collect_coverage(
+    instance: DagsterInstance, config: AppConfig, lake: ParquetLake, datasets: Sequence[str]
+) -> Coverage:
+    """Coverage of `datasets` from Dagster's records and the lake's check results table."""
+    thresholds = load_thresholds(config.config_dir)
+    first_year = min(config.datasets[d].start.year for d in datasets) if datasets else 2000
+    years = range(first_year, dt.date.today().year + 1)
+    results = CheckResultsStore(lake).read(datasets, years)
+    materialized, statuses = [], []
+    for dataset in datasets:
+        keys = sorted(instance.get_materialized_partitions(AssetKey(dataset)))
+        materialized.append(_expand(config, dataset, keys))
+        check_key = AssetCheckKey(AssetKey(dataset), CHECK_NAME)
+        infos = instance.event_log_storage.get_asset_check_partition_info([check_key])
+        infos = [info for info in infos if info.partition_key is not None]
+        statuses.append(
+            _expand(
+                config,
+                dataset,
+                [info.partition_key for info in infos],
+                {"status": [info.latest_execution_status.value for info in infos]},
+            )
+        )
+    empty_status = pl.DataFrame(schema={**KEY_SCHEMA, "status": pl.String()})
+    return build_coverage(
+        results,
+        pl.concat(materialized) if materialized else pl.DataFrame(schema=KEY_SCHEMA),
+        pl.concat(statuses) if statuses else empty_status,
+        get_calendar(config.exchange),
+        thresholds.score.feed_alert_below,
+    )
+
+
+def write_report(
+    lake: ParquetLake, coverage: Coverage, folder: str = REPORT_FOLDER
+) -> WrittenReport:
+    """Write the Markdown and the heatmap into `folder` under the lake root (local or S3)."""
+    prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
+    heatmap_path = f"{prefix}{HEATMAP_FILE}"
+    markdown_path = f"{prefix}{MARKDOWN_FILE}"
+    markdown = render_markdown(coverage, heatmap_name=HEATMAP_FILE)
+    lake.store.put(heatmap_path, render_heatmap(coverage))
+    lake.store.put(markdown_path, markdown.encode())
+    return WrittenReport(
+        coverage=coverage,
+        markdown=markdown,
+        markdown_uri=lake.store.uri(markdown_path),
+        heatmap_uri=lake.store.uri(heatmap_path),
+    )
+
+
+def build_coverage_asset(bar_assets: Sequence[AssetsDefinition]) -> AssetsDefinition:
+    """The unpartitioned `coverage_report` asset over the bar datasets among `bar_assets`."""
+    datasets = sorted(bar_datasets(bar_assets))
+
+    @asset(
+        name=COVERAGE_ASSET,
+        group_name="quality",
+        deps=[AssetKey(d) for d in datasets],
+        kinds={"markdown", "png"},
+        description="Coverage by dataset, symbol and month (expected sessions vs present), "
+        "failures by rule, gaps as ranges, quality scores per partition and feed, quarantine "
+        "counts; from Dagster's partition and check records and the check results table.",
+    )
+    def _coverage(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+        config = platform.app_config()
+        lake = platform.lake()
+        written = write_report(lake, collect_coverage(context.instance, config, lake, datasets))
+        summary = written.coverage.summary
+        return MaterializeResult(
+            metadata={
+                "report": MetadataValue.md(written.markdown),
+                "report_path": MetadataValue.path(written.markdown_uri),
+                "heatmap_path": MetadataValue.path(written.heatmap_uri),
+                "datasets": summary.height,
+                "partitions_checked": int(summary["checked"].sum()) if summary.height else 0,
+                "error_partitions": int(summary["error_partitions"].sum()) if summary.height else 0,
+                "warn_partitions": int(summary["warn_partitions"].sum()) if summary.height else 0,
+            }
+        )
+
+    return _coverage

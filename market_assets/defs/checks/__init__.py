@@ -1,0 +1,1 @@
+"""Data-quality checks on every bar asset, the coverage report built from them, and alerts."""
