@@ -127,8 +127,20 @@ def demo(
     defs = build_definitions(config)
     calendar = get_calendar(config.exchange)
     keys = config.symbol_partitions.keys_for_symbols(config.universe_symbols(universe))
-    minute = [AssetKey(n) for n, d in config.datasets.items() if d.granularity != "1d"]
+    minute = [
+        AssetKey(n)
+        for n, d in config.datasets.items()
+        if d.granularity != "1d"
+        and d.kind != "ticks"  # ticks cost money: never in the demo
+        and d.kind != "corporate_actions"  # daily, with adjusted bars and indicators
+    ]
     daily = [AssetKey(n) for n, d in config.datasets.items() if d.granularity == "1d"]
+    present = defs.resolve_asset_graph().get_all_asset_keys()
+    daily += [
+        key
+        for key in map(AssetKey, ("corporate_actions", "bars_1d_adjusted", "indicators"))
+        if key in present
+    ]
     plan = [
         (minute, calendar.last_completed_sessions(minute_sessions), minute_sessions),
         (daily, calendar.last_completed_sessions(daily_sessions), daily_sessions),
@@ -152,6 +164,7 @@ def demo(
                 on_run=lambda done, total, t=task: progress.update(t, completed=done, total=total),
                 summary=summary,
             )
+        checks_line = _check_summary_line(instance, summary.run_ids)
     _print_summary(
         summary,
         config.data_dir,
@@ -164,6 +177,7 @@ def demo(
         f"(our code {summary.our_seconds:.1f} s, Dagster bookkeeping "
         f"{summary.dagster_seconds:.1f} s), startup and imports {wall - summary.wall_seconds:.1f} s"
     )
+    console.print(checks_line)
     console.print(
         f"runs recorded in {os.environ['DAGSTER_HOME']}: "
         f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -m market_assets.definitions"
@@ -180,6 +194,13 @@ def ingest(
     universe: Annotated[str | None, typer.Option(help="Universe name.")] = None,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols.")] = None,
     provider: Annotated[str | None, typer.Option(help="Use only this provider.")] = None,
+    files: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read downloaded Databento DBN files (.dbn, .dbn.zst) from this folder "
+            "instead of any API; pins the databento provider, needs no API key."
+        ),
+    ] = None,
     with_derived: Annotated[bool, typer.Option(help="Also resample 5m/15m/1h from 1m.")] = True,
     dagster_home: DagsterHome = None,
     data_dir: DataDir = None,
@@ -194,7 +215,7 @@ def ingest(
     from market_assets.core.errors import MarketAssetsError
     from market_assets.core.symbols import validate_symbols
     from market_assets.definitions import build_definitions
-    from market_assets.defs.assets.bars import PROVIDER_TAG
+    from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
     from market_assets.defs.runner import RunSummary, materialize_rectangle
 
     first, stop = _parse_date(start, "--start"), _parse_date(end, "--end")
@@ -211,6 +232,10 @@ def ingest(
             config.dataset(name)
         if provider and provider not in config.providers.providers:
             _fail(f"unknown provider {provider!r}; known: {sorted(config.providers.providers)}")
+        if provider and files is None and not config.providers.providers[provider].enabled:
+            _fail(f"provider {provider!r} is disabled in providers.yaml: set enabled: true")
+        if files is not None:
+            provider = _files_provider(config, files, provider)
     except MarketAssetsError as exc:
         _fail(str(exc))
     keys = config.symbol_partitions.keys_for_symbols(wanted)
@@ -222,6 +247,8 @@ def ingest(
     tags = {"trigger": "market-assets ingest"}
     if provider:
         tags[PROVIDER_TAG] = provider
+    if files is not None:
+        tags[FILES_DIR_TAG] = str(files.resolve())
     summary = RunSummary()
     # Entering the instance makes it the context Dagster resolves definitions against.
     with DagsterInstance.get() as instance, _progress() as progress:
@@ -308,6 +335,93 @@ def ui(dagster_home: DagsterHome = None, port: int = 3000) -> None:
         "dagster",
         ["dagster", "dev", "-m", "market_assets.definitions", "-p", str(port)],
     )
+
+
+def _files_provider(config, files: Path, provider: str | None) -> str:  # noqa: ANN001
+    """The databento provider that reads `--files`; ConfigError if not a folder or kind."""
+    from market_assets.core.errors import ConfigError
+    from market_assets.core.providers.databento.routing import databento_provider_name
+
+    if not files.is_dir():
+        raise ConfigError(f"--files {files}: not a folder of .dbn / .dbn.zst files")
+    try:
+        return databento_provider_name(config, provider)
+    except ValueError as exc:
+        raise ConfigError(f"--files: {exc}") from exc
+
+
+@app.command()
+def status(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print every check result (and the summary) as JSON.")
+    ] = False,
+    dataset: Annotated[
+        list[str] | None, typer.Option(help="Only this bar dataset (repeatable).")
+    ] = None,
+    dagster_home: DagsterHome = None,
+    data_dir: DataDir = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Coverage and quality of the bar datasets (the coverage_report's numbers)."""
+    _prepare_environment(dagster_home, data_dir, config_dir)
+    import json
+
+    from dagster import DagsterInstance
+
+    from market_assets.core.config import AppConfig
+    from market_assets.core.errors import MarketAssetsError
+    from market_assets.defs.checks.status import (
+        coverage_json,
+        coverage_of,
+        results_json,
+        status_tables,
+    )
+
+    try:
+        config = AppConfig.load()
+        with DagsterInstance.get() as instance:
+            coverage = coverage_of(instance, config, dataset)
+        if json_output:
+            document = {**coverage_json(coverage), "results": results_json(config, dataset)}
+            sys.stdout.write(json.dumps(document, default=str) + "\n")
+            return
+    except (MarketAssetsError, ValueError) as exc:
+        _fail(str(exc))
+    for table in status_tables(coverage):
+        console.print(table)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Folder to write the report into.")],
+    dagster_home: DagsterHome = None,
+    data_dir: DataDir = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Write the coverage report (Markdown) and its heatmap (PNG) into --out."""
+    _prepare_environment(dagster_home, data_dir, config_dir)
+    from dagster import DagsterInstance
+
+    from market_assets.core.config import AppConfig
+    from market_assets.core.errors import MarketAssetsError
+    from market_assets.core.stores.lake import ParquetLake
+    from market_assets.defs.assets.coverage import write_report
+    from market_assets.defs.checks.status import coverage_of
+
+    try:
+        config = AppConfig.load()
+        with DagsterInstance.get() as instance:
+            coverage = coverage_of(instance, config)
+        written = write_report(ParquetLake(str(out)), coverage, folder="")
+    except (MarketAssetsError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"wrote {written.markdown_uri} and {written.heatmap_uri}")
+
+
+def _check_summary_line(instance, run_ids: list[str]) -> str:  # noqa: ANN001
+    from market_assets.defs.checks.status import summarize_run_checks
+
+    return summarize_run_checks(instance, run_ids).line()
 
 
 def _granularity_map() -> dict[str, str]:

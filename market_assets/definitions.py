@@ -5,9 +5,12 @@ from __future__ import annotations
 from dagster import AssetKey, Definitions
 
 from market_assets.core.config import AppConfig
+from market_assets.defs.adjustments import build_adjustment_definitions
 from market_assets.defs.assets.bars import IO_MANAGER_KEY, build_bar_assets
+from market_assets.defs.assets.ticks import TICK_KIND, build_tick_definitions
 from market_assets.defs.automation.schedules import build_after_close_schedule
 from market_assets.defs.automation.sensors import build_universe_sensor
+from market_assets.defs.checks.definitions import build_quality_definitions
 from market_assets.defs.io_managers import BarsIOManager
 from market_assets.defs.resources import PlatformResource
 
@@ -27,7 +30,11 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
     config = config or AppConfig.load()
     platform = platform_from_config(config)
     bar_assets = build_bar_assets(config)
-    fetched = {name: AssetKey(name) for name, ds in config.datasets.items() if not ds.derived_from}
+    fetched = {
+        name: AssetKey(name)
+        for name, ds in config.datasets.items()
+        if not ds.derived_from and ds.kind != TICK_KIND  # ticks cost money: run on request only
+    }
     schedules = [
         build_after_close_schedule(
             f"{name}_after_close",
@@ -36,7 +43,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
         )
         for name, key in fetched.items()
     ]
-    return Definitions(
+    core = Definitions(
         assets=bar_assets,
         schedules=schedules,
         sensors=[build_universe_sensor(fetched)],
@@ -44,6 +51,12 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
             "platform": platform,
             IO_MANAGER_KEY: BarsIOManager(platform=platform),
         },
+    )
+    return Definitions.merge(
+        core,
+        build_adjustment_definitions(config, platform),
+        build_tick_definitions(config, platform),
+        build_quality_definitions(bar_assets),
     )
 
 

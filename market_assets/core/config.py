@@ -59,9 +59,14 @@ class UniverseConfig(_Strict):
 
 
 class DatasetConfig(_Strict):
-    """One dataset: its bar size, first session, where it comes from and where it is stored."""
+    """One dataset: its bar size, first session, where it comes from and where it is stored.
 
-    granularity: Literal["1m", "5m", "15m", "1h", "1d"]
+    `kind` says what the rows are: `bars` (the default) need a `granularity`; other kinds
+    (`corporate_actions`; `ticks`: trades, tbbo, statistics) have none.
+    """
+
+    kind: Literal["bars", "corporate_actions", "ticks"] = "bars"
+    granularity: Literal["1m", "5m", "15m", "1h", "1d"] | None = None
     start: dt.date
     providers: list[str] = Field(default_factory=list)
     derived_from: str | None = None
@@ -75,6 +80,10 @@ class DatasetConfig(_Strict):
             raise ValueError("set exactly one of `providers` (fetched) or `derived_from`")
         if "lake" not in self.stores:
             raise ValueError("the Parquet lake is always on: `stores` must include lake")
+        if self.kind == "bars" and self.granularity is None:
+            raise ValueError("bar datasets need a `granularity` (1m, 5m, 15m, 1h or 1d)")
+        if self.kind != "bars" and self.granularity is not None:
+            raise ValueError(f"`granularity` only applies to bar datasets, not kind {self.kind}")
         return self
 
 

@@ -97,3 +97,214 @@ ACTION_SCHEMA: dict[str, pl.DataType] = {
     "currency": pl.String(),
     "source": pl.String(),
 }
+SYMBOL_CHANGE = "symbol_change"  # action_type of a ticker change: `symbol` -> `new_symbol`
+
+ACTION_DETAIL_SCHEMA: dict[str, pl.DataType] = {
+    "new_symbol": pl.String(),  # symbol changes: the ticker from ex_date on
+    "announced": pl.Date(),  # declaration date, when the vendor gives it
+    "record_date": pl.Date(),  # dividends: record date, when known
+    "pay_date": pl.Date(),  # dividends: payment date, when known
+    "reference_close": pl.Float64(),  # raw close of the session before ex_date
+    "known_at": TS_DTYPE,  # when the action became known (point-in-time; see data dictionary)
+}
+"""Columns a provider MAY add to ACTION_SCHEMA; the stored table has them all (null if unknown)."""
+
+STORED_ACTION_SCHEMA: dict[str, pl.DataType] = {**ACTION_SCHEMA, **ACTION_DETAIL_SCHEMA}
+
+ADJUSTMENT_SCHEMA: dict[str, pl.DataType] = {
+    "adj_open": pl.Float64(),
+    "adj_high": pl.Float64(),
+    "adj_low": pl.Float64(),
+    "adj_close": pl.Float64(),
+    "adj_volume": pl.Float64(),  # raw volume x split ratios: fractional after a reverse split
+    "split_factor": pl.Float64(),  # product of 1/ratio over later splits
+    "dividend_factor": pl.Float64(),  # product of (1 - amount / reference close), later dividends
+}
+ADJUSTED_BAR_SCHEMA: dict[str, pl.DataType] = {**BAR_SCHEMA, **ADJUSTMENT_SCHEMA}
+
+INDICATOR_SCHEMA: dict[str, pl.DataType] = {
+    "ts": TS_DTYPE,  # the session (00:00 UTC) the value is as of, after its close
+    "symbol": pl.String(),
+    "indicator": pl.String(),  # configured name, e.g. sma_20, macd_12_26_9_macdsignal
+    "value": pl.Float64(),  # null until the indicator's lookback is filled
+}
+"""Indicators are stored long (one row per session x indicator), so adding one to
+configs/indicators.yaml never changes a stored file's columns."""
+
+TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "corporate_actions": STORED_ACTION_SCHEMA,
+    "bars_1d_adjusted": ADJUSTED_BAR_SCHEMA,
+    "indicators": INDICATOR_SCHEMA,
+}
+"""Session x symbol datasets that are neither raw bars nor ticks."""
+
+
+TICK_TS_DTYPE = pl.Datetime("ns", "UTC")
+"""Tick timestamps keep the vendor's nanoseconds (Databento stamps every event in ns)."""
+
+TICK_SIDES = ("A", "B", "N")  # aggressor side: A = a seller hit the bid, B = a buyer lifted the ask
+STAT_UPDATE_ACTIONS = ("new", "delete")
+
+TRADE_SCHEMA: dict[str, pl.DataType] = {
+    "ts_event": TICK_TS_DTYPE,  # matching-engine time of the trade
+    "ts_recv": TICK_TS_DTYPE,  # when the vendor's capture server received it
+    "symbol": pl.String(),
+    "instrument_id": pl.Int64(),  # vendor's numeric instrument id (a symbol can change ids)
+    "publisher_id": pl.Int64(),  # vendor's venue/feed id
+    "price": pl.Float64(),
+    "size": pl.Int64(),
+    "side": pl.String(),  # aggressor side: A (sell), B (buy), N (none)
+    "flags": pl.Int64(),  # vendor bit flags (Databento: F_LAST, F_BAD_TS_RECV, ...)
+    "sequence": pl.Int64(),  # venue message sequence number
+    "source": pl.String(),
+}
+
+TBBO_SCHEMA: dict[str, pl.DataType] = {
+    **{name: dtype for name, dtype in TRADE_SCHEMA.items() if name != "source"},
+    "bid_price": pl.Float64(),  # best bid just before the trade; null when that side is empty
+    "ask_price": pl.Float64(),
+    "bid_size": pl.Int64(),
+    "ask_size": pl.Int64(),
+    "bid_count": pl.Int64(),  # orders at the best bid
+    "ask_count": pl.Int64(),
+    "source": pl.String(),
+}
+
+STATISTICS_SCHEMA: dict[str, pl.DataType] = {
+    "ts_event": TICK_TS_DTYPE,
+    "ts_recv": TICK_TS_DTYPE,
+    "ts_ref": TICK_TS_DTYPE,  # the time the statistic refers to (e.g. settlement date); nullable
+    "symbol": pl.String(),
+    "instrument_id": pl.Int64(),
+    "publisher_id": pl.Int64(),
+    "stat_type": pl.String(),  # settlement_price, open_interest, cleared_volume, ...
+    "price": pl.Float64(),  # the statistic's price, null when it has none
+    "quantity": pl.Int64(),  # the statistic's quantity, null when it has none
+    "sequence": pl.Int64(),
+    "update_action": pl.String(),  # new or delete (a delete withdraws an earlier value)
+    "stat_flags": pl.Int64(),
+    "source": pl.String(),
+}
+
+TICK_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "trades": TRADE_SCHEMA,
+    "tbbo": TBBO_SCHEMA,
+    "statistics": STATISTICS_SCHEMA,
+}
+"""Tick datasets (session x symbol) and their canonical columns. Their time column is
+`ts_event`; they have no unique key (one nanosecond can hold several events)."""
+TICK_TIME_COLUMN = "ts_event"
+
+
+def stored_schema(dataset: str) -> dict[str, pl.DataType]:
+    """Canonical columns a dataset is stored with: its tick or table schema, else bars."""
+    return TICK_SCHEMAS.get(dataset) or TABLE_SCHEMAS.get(dataset, BAR_SCHEMA)
+
+
+def conform_ticks(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """Cast and order columns to the tick dataset's schema (missing columns become null).
+
+    Raises ValueError naming the dataset for an unknown tick dataset, or naming the column
+    when `ts_event` or `symbol` is absent.
+    """
+    try:
+        schema = TICK_SCHEMAS[dataset]
+    except KeyError:
+        raise ValueError(
+            f"unknown tick dataset {dataset!r}; tick datasets: {sorted(TICK_SCHEMAS)}"
+        ) from None
+    missing = [c for c in (TICK_TIME_COLUMN, "symbol") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{dataset} frame is missing required column(s) {missing}")
+    return frame.select(
+        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in schema.items()
+    )
+
+
+def empty_ticks(dataset: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=TICK_SCHEMAS[dataset])
+
+
+_TICK_TS = {"time_unit": "ns", "time_zone": "UTC"}
+
+
+class TradeModel(pa.DataFrameModel):
+    """One trade. `ts_event` is when it matched; prices are in the instrument's currency."""
+
+    ts_event: DateTime = pa.Field(dtype_kwargs=_TICK_TS)
+    ts_recv: DateTime = pa.Field(dtype_kwargs=_TICK_TS, nullable=True)
+    symbol: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    instrument_id: pl.Int64 = pa.Field(nullable=True)
+    publisher_id: pl.Int64 = pa.Field(nullable=True)
+    price: float = pa.Field(gt=0)
+    size: pl.Int64 = pa.Field(ge=0)
+    side: str = pa.Field(isin=list(TICK_SIDES), nullable=True)
+    flags: pl.Int64 = pa.Field(nullable=True)
+    sequence: pl.Int64 = pa.Field(nullable=True)
+    source: str = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+class TbboModel(pa.DataFrameModel):
+    """One trade with the best bid and offer just before it (Databento `tbbo`)."""
+
+    ts_event: DateTime = pa.Field(dtype_kwargs=_TICK_TS)
+    ts_recv: DateTime = pa.Field(dtype_kwargs=_TICK_TS, nullable=True)
+    symbol: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    instrument_id: pl.Int64 = pa.Field(nullable=True)
+    publisher_id: pl.Int64 = pa.Field(nullable=True)
+    price: float = pa.Field(gt=0)
+    size: pl.Int64 = pa.Field(ge=0)
+    side: str = pa.Field(isin=list(TICK_SIDES), nullable=True)
+    flags: pl.Int64 = pa.Field(nullable=True)
+    sequence: pl.Int64 = pa.Field(nullable=True)
+    bid_price: float = pa.Field(nullable=True)
+    ask_price: float = pa.Field(nullable=True)
+    bid_size: pl.Int64 = pa.Field(nullable=True, ge=0)
+    ask_size: pl.Int64 = pa.Field(nullable=True, ge=0)
+    bid_count: pl.Int64 = pa.Field(nullable=True, ge=0)
+    ask_count: pl.Int64 = pa.Field(nullable=True, ge=0)
+    source: str = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        strict = True
+        ordered = True
+
+    @pa.dataframe_check
+    def bid_not_above_ask(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            (pl.col("bid_price") <= pl.col("ask_price")).fill_null(True)
+        )
+
+
+class StatisticsModel(pa.DataFrameModel):
+    """One venue statistic (settlement, open interest, session high/low, ...)."""
+
+    ts_event: DateTime = pa.Field(dtype_kwargs=_TICK_TS)
+    ts_recv: DateTime = pa.Field(dtype_kwargs=_TICK_TS, nullable=True)
+    ts_ref: DateTime = pa.Field(dtype_kwargs=_TICK_TS, nullable=True)
+    symbol: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    instrument_id: pl.Int64 = pa.Field(nullable=True)
+    publisher_id: pl.Int64 = pa.Field(nullable=True)
+    stat_type: str = pa.Field(str_length={"min_value": 1})
+    price: float = pa.Field(nullable=True)
+    quantity: pl.Int64 = pa.Field(nullable=True)
+    sequence: pl.Int64 = pa.Field(nullable=True)
+    update_action: str = pa.Field(isin=list(STAT_UPDATE_ACTIONS), nullable=True)
+    stat_flags: pl.Int64 = pa.Field(nullable=True)
+    source: str = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+TICK_MODELS: dict[str, type[pa.DataFrameModel]] = {
+    "trades": TradeModel,
+    "tbbo": TbboModel,
+    "statistics": StatisticsModel,
+}

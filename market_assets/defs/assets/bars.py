@@ -25,9 +25,12 @@ from dagster import (
 
 from market_assets.core.config import AppConfig, DatasetConfig
 from market_assets.core.ingest import fetch_partition_bars
+from market_assets.core.stores.layout import layout_for
+from market_assets.core.transforms.compare import compare_bars
 from market_assets.core.transforms.resample import resample_bars
 from market_assets.defs.partitions import resolve_partition_keys, session_symbol_partitions
 from market_assets.defs.resources import PlatformResource
+from market_assets.defs.routing import registry_for_run
 
 # BackfillPolicy on assets is marked beta in Dagster 1.13; it is the documented way to give a
 # run a rectangle of partitions, so the warning is expected and silenced here only.
@@ -35,6 +38,7 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWa
 
 IO_MANAGER_KEY = "bars_io_manager"
 PROVIDER_TAG = "market_assets/provider"  # run tag pinning one provider (CLI --provider)
+FILES_DIR_TAG = "market_assets/files_dir"  # run tag: read Databento DBN files (CLI --files)
 
 
 def _frame_metadata(frame: pl.DataFrame, started: float) -> dict[str, object]:
@@ -47,6 +51,32 @@ def _frame_metadata(frame: pl.DataFrame, started: float) -> dict[str, object]:
         metadata["last_ts"] = str(frame["ts"].max())
         metadata["symbols"] = frame["symbol"].n_unique()
     return metadata
+
+
+def vendor_pool(provider: str) -> str:
+    """Dagster concurrency pool of the assets whose primary provider is `provider`."""
+    return f"vendor_{provider}"
+
+
+def _primary_provider(dataset: DatasetConfig, config: AppConfig) -> str:
+    """The first enabled provider of a fetched dataset's route (else its first provider)."""
+    providers = config.providers.providers
+    enabled = [name for name in dataset.providers if providers[name].enabled]
+    return (enabled or dataset.providers)[0]
+
+
+def _backup_vs_stored(
+    platform: PlatformResource, dataset: str, frame: pl.DataFrame, primary: str
+) -> dict[str, object] | None:
+    """Compare rows a backup provider delivered with the primary's rows already in the lake."""
+    backup = frame.filter(pl.col("source") != primary)
+    if backup.is_empty():
+        return None
+    session = layout_for(dataset).session_expr()
+    pairs = backup.select("symbol", session.alias("session")).unique().rows()
+    stored = platform.lake().read_partitions(dataset, pairs).filter(pl.col("source") == primary)
+    sources = sorted(backup.get_column("source").unique().to_list())
+    return compare_bars(backup, stored).as_metadata(sources, primary)
 
 
 def _backfill_policy(dataset: DatasetConfig, symbol_keys: int) -> BackfillPolicy:
@@ -66,15 +96,18 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         io_manager_key=IO_MANAGER_KEY,
         kinds={"polars", "parquet"},
         metadata={"granularity": dataset.granularity, "providers": ", ".join(dataset.providers)},
+        pool=vendor_pool(_primary_provider(dataset, config)),
     )
     def _fetched(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
         app_config = platform.app_config()
         rectangle = resolve_partition_keys(context.partition_keys, app_config.symbol_partitions)
-        registry = platform.registry()
-        pinned = context.run.tags.get(PROVIDER_TAG)
-        if pinned:
-            registry = registry.with_route(name, [pinned])
+        registry = registry_for_run(
+            platform,
+            name,
+            pinned=context.run.tags.get(PROVIDER_TAG),
+            files_dir=context.run.tags.get(FILES_DIR_TAG),
+        )
         result = fetch_partition_bars(registry, name, dataset.granularity, rectangle.pairs)
         for symbol, message in result.failures.items():
             context.log.error(f"{name} {symbol}: {message}")
@@ -88,6 +121,14 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
                 "provider_attempts": MetadataValue.json(result.attempts),
             }
         )
+        adjusted = [a["provider"] for a in result.attempts if a.get("price_adjustment")]
+        if adjusted:
+            metadata["price_adjustment"] = f"adjusted ({', '.join(dict.fromkeys(adjusted))})"
+        comparison = _backup_vs_stored(platform, name, result.frame, registry.route(name)[0])
+        if comparison is not None:
+            metadata["backup_vs_stored"] = MetadataValue.json(comparison)
+            if comparison["disagrees"]:
+                context.log.warning(f"{name}: backup bars disagree with stored: {comparison}")
         return Output(result.frame, metadata=metadata)
 
     return _fetched
@@ -129,6 +170,8 @@ def build_bar_assets(config: AppConfig) -> list[AssetsDefinition]:
     assets: list[AssetsDefinition] = []
     datasets: Mapping[str, DatasetConfig] = config.datasets
     for name, dataset in datasets.items():
+        if dataset.kind != "bars":
+            continue
         if dataset.derived_from:
             assets.append(derived_bars_asset(name, dataset, config))
         else:
