@@ -8,19 +8,24 @@ dataset lists it and a DSN is set); bad rows go to quarantine. Input: the upstre
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from collections.abc import Sequence
 
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 from pydantic import PrivateAttr
 
-from market_assets.core.validate import split_valid_bars
+from market_assets.core.validate import ValidationResult, split_valid_bars
 from market_assets.defs.partitions import PartitionRectangle, resolve_partition_keys
 from market_assets.defs.resources import PlatformResource
 
 
-class BarsIOManager(ConfigurableIOManager):
-    """Stores polars frames of canonical bars, partitioned by (session, symbol key)."""
+class PartitionedFrameIOManager(ConfigurableIOManager):
+    """Validates, quarantines and stores frames partitioned by (session, symbol key).
+
+    Subclasses say which hard rules apply by implementing `split`.
+    """
 
     platform: PlatformResource
 
@@ -29,17 +34,23 @@ class BarsIOManager(ConfigurableIOManager):
     def _rectangle(self, context: OutputContext | InputContext) -> PartitionRectangle:
         if not context.has_asset_partitions:
             raise ValueError(
-                f"{context.asset_key.to_user_string()}: BarsIOManager only stores "
+                f"{context.asset_key.to_user_string()}: {type(self).__name__} only stores "
                 "partitioned assets (session x symbol)"
             )
         symbol_partitions = self.platform.app_config().symbol_partitions
         return resolve_partition_keys(context.asset_partition_keys, symbol_partitions)
 
+    def split(
+        self, frame: pl.DataFrame, dataset: str, pairs: Sequence[tuple[str, dt.date]]
+    ) -> ValidationResult:
+        """Rows to store and rows to quarantine, by the dataset's hard rules."""
+        raise NotImplementedError
+
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         started = time.perf_counter()
         dataset = context.asset_key.path[-1]
         rectangle = self._rectangle(context)
-        checked = split_valid_bars(obj, dataset=dataset, partitions=rectangle.pairs)
+        checked = self.split(obj, dataset, rectangle.pairs)
         lake = self.platform.lake()
         lake.write_partitions(dataset, checked.valid, rectangle.pairs)
         lake.write_quarantine(dataset, checked.quarantined, rectangle.pairs)
@@ -78,3 +89,12 @@ class BarsIOManager(ConfigurableIOManager):
         # multi-dimensional partition range).
         self._load_seconds[context.op_def.name] = time.perf_counter() - started
         return frame
+
+
+class BarsIOManager(PartitionedFrameIOManager):
+    """Stores polars frames of canonical bars, partitioned by (session, symbol key)."""
+
+    def split(
+        self, frame: pl.DataFrame, dataset: str, pairs: Sequence[tuple[str, dt.date]]
+    ) -> ValidationResult:
+        return split_valid_bars(frame, dataset=dataset, partitions=pairs)
