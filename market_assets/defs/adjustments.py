@@ -14,6 +14,7 @@ from market_assets.defs.assets.corporate_actions import (
 )
 from market_assets.defs.assets.indicators import INDICATORS_ASSET, build_indicator_assets
 from market_assets.defs.automation.readjust import build_readjust_sensor
+from market_assets.defs.checks.adjusted import build_adjustment_check
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.table_io import (
     ACTIONS_IO_MANAGER_KEY,
@@ -44,6 +45,7 @@ def build_adjustment_definitions(config: AppConfig, platform: PlatformResource) 
     )
     return Definitions(
         assets=[*assets, *indicators],
+        asset_checks=[build_adjustment_check()],
         sensors=[sensor],
         resources={
             TABLE_IO_MANAGER_KEY: TableIOManager(platform=platform),

@@ -13,7 +13,13 @@ import psycopg
 import pytest
 import talib
 import yaml
-from dagster import AssetKey, RunRequest, build_sensor_context
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterEventType,
+    RunRequest,
+    build_sensor_context,
+)
 
 from market_assets.core.calendar import get_calendar
 from market_assets.core.config import AppConfig
@@ -287,3 +293,36 @@ def test_corporate_actions_are_written_to_postgresql_when_a_dsn_is_configured(
         (XOM_DIVIDEND, "dividend"),
     ]
     assert from_pg.equals(from_lake)
+
+
+def adjustment_evaluations(pipeline: Pipeline, run_id: str) -> list:
+    records = pipeline.instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    evaluations = [r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records]
+    return [e for e in evaluations if e.check_name == "adjustment"]
+
+
+def test_adjustment_check_passes_when_the_split_and_dividend_are_applied(pipeline):
+    sessions = CALENDAR.sessions("2023-07-06", "2023-08-18")
+
+    summary = pipeline.run(FAMILY, sessions, ["XOM"], sessions_per_run=100)
+
+    [evaluation] = adjustment_evaluations(pipeline, summary.run_ids[0])
+    assert evaluation.passed
+    rules = {r["rule"]: r for r in evaluation.metadata["rules"].value}
+    assert rules["dividend_continuity"]["details"]["dividends_checked"] == 1
+    assert rules["split_jumps_explained"]["details"]["split_sized_jumps"] == 1
+    assert evaluation.metadata["bars_judged"].value >= len(sessions)
+
+
+def test_adjustment_check_fails_when_a_split_was_never_applied(pipeline):
+    sessions = CALENDAR.sessions("2023-07-06", "2023-07-21")
+
+    summary = pipeline.run(["bars_1d", "bars_1d_adjusted"], sessions, ["XOM"])  # no actions
+
+    [evaluation] = adjustment_evaluations(pipeline, summary.run_ids[0])
+    assert not evaluation.passed
+    assert evaluation.severity == AssetCheckSeverity.ERROR
+    failed = {r["rule"] for r in evaluation.metadata["rules"].value if not r["passed"]}
+    assert failed == {"split_jumps_explained", "no_split_jumps_in_adjusted"}

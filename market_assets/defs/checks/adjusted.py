@@ -1,0 +1,119 @@
+"""The `adjustment` check on bars_1d_adjusted: the adjustment rules of issue 5, in Dagster.
+
+Adjustment is a property of a symbol's history, not of one bar, so this check is not
+partitioned: after a run writes adjusted bars it judges the run's symbols over the run's
+sessions (plus a short lead-in, so the first ex-date has its previous close) against their
+stored corporate actions. It never blocks (a vendor's quirk must not stop the pipeline); a
+failed ERROR rule shows as a failed ERROR check in the UI, with the offending rows.
+"""
+
+
+import datetime as dt
+
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
+
+from market_assets.core.rules.adjustment import (
+    dividend_continuity,
+    double_adjustment_risk,
+    no_split_jumps_in_adjusted,
+    split_jumps_explained,
+)
+from market_assets.core.rules.base import RuleResult, Severity
+from market_assets.defs.automation.runs import RANGE_END_TAG, RANGE_START_TAG
+from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME, split_partition_key
+from market_assets.defs.resources import PlatformResource
+
+ADJUSTED_DATASET = "bars_1d_adjusted"
+LEAD_IN_DAYS = 45  # calendar days before the run's first session: volume medians, prev close
+
+
+def run_symbols_and_sessions(
+    context: AssetCheckExecutionContext, platform: PlatformResource
+) -> tuple[list[str], dt.date, dt.date]:
+    """The (symbols, first session, last session) of the run, from its range tags."""
+    tags = context.run.tags
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        first, first_key = split_partition_key(tags[RANGE_START_TAG])
+        last, last_key = split_partition_key(tags[RANGE_END_TAG])
+        ordered = context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+        keys = ordered[ordered.index(first_key) : ordered.index(last_key) + 1]
+    else:
+        first, key = split_partition_key(context.op_execution_context.partition_key)
+        last, keys = first, [key]
+    symbol_partitions = platform.app_config().symbol_partitions
+    symbols = sorted({s for key in keys for s in symbol_partitions.symbols_for_key(key)})
+    return symbols, first, last
+
+
+def judge_adjustment(adjusted: pl.DataFrame, actions: pl.DataFrame) -> list[RuleResult]:
+    """Every adjustment rule on adjusted bars (which carry the raw columns too)."""
+    return [
+        split_jumps_explained(adjusted, actions),
+        no_split_jumps_in_adjusted(adjusted),
+        dividend_continuity(adjusted, actions),
+        double_adjustment_risk(adjusted, actions),
+    ]
+
+
+def build_adjustment_check() -> AssetChecksDefinition:
+    @asset_check(
+        asset=AssetKey(ADJUSTED_DATASET),
+        name="adjustment",
+        blocking=False,
+        description=(
+            "Split-sized jumps in raw bars are explained by a split; none remain in adjusted "
+            "bars; adjusted closes move across ex-dates by exactly the dividend; a listed "
+            "split with no raw jump is flagged as a double-adjustment risk."
+        ),
+    )
+    def _adjustment(
+        context: AssetCheckExecutionContext, platform: PlatformResource
+    ) -> AssetCheckResult:
+        symbols, first, last = run_symbols_and_sessions(context, platform)
+        lake = platform.lake()
+        start = first - dt.timedelta(days=LEAD_IN_DAYS)
+        end = last + dt.timedelta(days=1)
+        adjusted = lake.read(ADJUSTED_DATASET, symbols, start, end)
+        actions = lake.read("corporate_actions", symbols, start, end)
+        results = judge_adjustment(adjusted, actions)
+        failed = [r for r in results if not r.passed]
+        errors = [r for r in failed if r.severity is Severity.ERROR]
+        return AssetCheckResult(
+            passed=not failed,
+            severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
+            description=(
+                "all adjustment rules passed"
+                if not failed
+                else "failed: " + ", ".join(f"{r.rule} ({r.offending_rows})" for r in failed)
+            ),
+            metadata={
+                "symbols": len(symbols),
+                "sessions": f"{first} .. {last}",
+                "bars_judged": adjusted.height,
+                "actions": actions.height,
+                "rules": MetadataValue.json(
+                    [
+                        {
+                            "rule": r.rule,
+                            "severity": r.severity.value,
+                            "passed": r.passed,
+                            "offending_rows": r.offending_rows,
+                            "sample": r.sample,
+                            "details": r.details,
+                        }
+                        for r in results
+                    ]
+                ),
+            },
+        )
+
+    return _adjustment
