@@ -1,4 +1,4 @@
-"""market-assets: demo | ingest | query | ui."""
+"""market-assets: demo | ingest | query | status | report | ui."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 app = typer.Typer(
-    help="market-assets: market data as Dagster assets (demo, ingest, query, ui).",
+    help="market-assets: market data as Dagster assets (demo, ingest, query, status, report, ui).",
     no_args_is_help=True,
     add_completion=False,
 )
