@@ -66,7 +66,7 @@ def test_load_given_literal_secret_in_provider_settings_refuses_it(tmp_path):
     providers = {
         "providers": {
             "synthetic": {"kind": "synthetic"},
-            "databento": {"kind": "databento", "settings": {"api_key": "db-abcdef1234567890"}},
+            "databento": {"kind": "databento", "settings": {"api_key": "not-a-real-key"}},
         }
     }
     write_configs(tmp_path, providers=providers)

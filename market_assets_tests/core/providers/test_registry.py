@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 import traceback
 from collections.abc import Callable
@@ -479,10 +480,15 @@ def test_from_app_config_limits_providers_with_requests_per_minute_and_names_dis
         built.with_route("bars_1d", ["retired"])
 
 
+def fake_secret() -> str:
+    """A made-up credential, generated per test so no key-like literal lives in the repo."""
+    return f"fake-{secrets.token_hex(8)}"
+
+
 def test_secret_in_a_provider_error_is_masked_in_the_raised_error_its_cause_and_notes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    secret = "sk-live-5f3a9c0e7d1b"
+    secret = fake_secret()
     monkeypatch.setenv("PRIMARY_API_KEY", secret)
 
     class VendorHTTPError(Exception):
@@ -514,7 +520,7 @@ def test_secret_in_a_provider_error_is_masked_in_the_raised_error_its_cause_and_
 def test_secret_in_a_failed_attempt_is_masked_in_the_recorded_attempts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    secret = "sk-live-5f3a9c0e7d1b"
+    secret = fake_secret()
     monkeypatch.setenv("PRIMARY_API_KEY", secret)
     primary = ScriptedProvider("primary", AuthError(f"bad key {secret}", vendor="primary"))
     backup = ScriptedProvider("backup", synthetic_answer)
