@@ -21,6 +21,19 @@ from market_assets.defs.partitions import PartitionRectangle, resolve_partition_
 from market_assets.defs.resources import PlatformResource
 
 
+def io_rectangle(
+    context: OutputContext | InputContext, platform: PlatformResource, manager: str
+) -> PartitionRectangle:
+    """The (symbol, session) pairs an IO manager call covers; unpartitioned assets refused."""
+    if not context.has_asset_partitions:
+        raise ValueError(
+            f"{context.asset_key.to_user_string()}: {manager} only stores "
+            "partitioned assets (session x symbol)"
+        )
+    symbol_partitions = platform.app_config().symbol_partitions
+    return resolve_partition_keys(context.asset_partition_keys, symbol_partitions)
+
+
 class PartitionedFrameIOManager(ConfigurableIOManager):
     """Validates, quarantines and stores frames partitioned by (session, symbol key).
 
@@ -32,13 +45,7 @@ class PartitionedFrameIOManager(ConfigurableIOManager):
     _load_seconds: dict[str, float] = PrivateAttr(default_factory=dict)
 
     def _rectangle(self, context: OutputContext | InputContext) -> PartitionRectangle:
-        if not context.has_asset_partitions:
-            raise ValueError(
-                f"{context.asset_key.to_user_string()}: {type(self).__name__} only stores "
-                "partitioned assets (session x symbol)"
-            )
-        symbol_partitions = self.platform.app_config().symbol_partitions
-        return resolve_partition_keys(context.asset_partition_keys, symbol_partitions)
+        return io_rectangle(context, self.platform, type(self).__name__)
 
     def split(
         self, frame: pl.DataFrame, dataset: str, pairs: Sequence[tuple[str, dt.date]]

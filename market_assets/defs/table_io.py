@@ -18,7 +18,8 @@ from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputCo
 from pydantic import PrivateAttr
 
 from market_assets.core.actions import carry_known_at, changed_symbols
-from market_assets.defs.partitions import PartitionRectangle, resolve_partition_keys
+from market_assets.defs.io_managers import io_rectangle
+from market_assets.defs.partitions import PartitionRectangle
 from market_assets.defs.resources import PlatformResource
 
 TABLE_IO_MANAGER_KEY = "table_io_manager"
@@ -33,13 +34,7 @@ class TableIOManager(ConfigurableIOManager):
     _load_seconds: dict[str, float] = PrivateAttr(default_factory=dict)
 
     def _rectangle(self, context: OutputContext | InputContext) -> PartitionRectangle:
-        if not context.has_asset_partitions:
-            raise ValueError(
-                f"{context.asset_key.to_user_string()}: {type(self).__name__} only stores "
-                "partitioned assets (session x symbol)"
-            )
-        symbol_partitions = self.platform.app_config().symbol_partitions
-        return resolve_partition_keys(context.asset_partition_keys, symbol_partitions)
+        return io_rectangle(context, self.platform, type(self).__name__)
 
     def prepare(
         self, dataset: str, frame: pl.DataFrame, rectangle: PartitionRectangle
