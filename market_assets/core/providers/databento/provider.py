@@ -339,17 +339,14 @@ class DatabentoProvider:
         self, origin: str, context: dict[str, Any], decode: Callable[..., _T], *args: Any
     ) -> _T:
         """`decode(*args)`; undecodable data becomes DatabentoPayloadError naming `origin`."""
-        try:
-            return decode(*args)
-        except DbnDecodeError as exc:
-            raise DatabentoPayloadError(f"{exc}; download it again", **context) from None
-        except Exception as exc:
-            error = translate(
-                exc, key=self._key, api_key_env=self.api_key_env, origin=origin, context=context
-            )
-            if error is None:
-                raise
-            raise error from None
+
+        def decoded() -> _T:
+            try:
+                return decode(*args)
+            except DbnDecodeError as exc:
+                raise DatabentoPayloadError(f"{exc}; download it again", **context) from None
+
+        return self._call(decoded, origin, context)
 
     # -- shaping --------------------------------------------------------------------------
 
