@@ -197,8 +197,8 @@ def ingest(
     files: Annotated[
         Path | None,
         typer.Option(
-            help="Read downloaded Databento DBN files (.dbn, .dbn.zst) from this folder "
-            "instead of any API; pins the databento provider, needs no API key."
+            help="Read the dataset from the files in this folder instead of any API, with the "
+            "provider that reads them (e.g. Databento .dbn/.dbn.zst); no key, no network."
         ),
     ] = None,
     with_derived: Annotated[bool, typer.Option(help="Also resample 5m/15m/1h from 1m.")] = True,
@@ -235,7 +235,7 @@ def ingest(
         if provider and files is None and not config.providers.providers[provider].enabled:
             _fail(f"provider {provider!r} is disabled in providers.yaml: set enabled: true")
         if files is not None:
-            provider = _files_provider(config, files, provider)
+            provider = _files_provider(config, files, list(dataset), provider)
     except MarketAssetsError as exc:
         _fail(str(exc))
     keys = config.symbol_partitions.keys_for_symbols(wanted)
@@ -337,17 +337,24 @@ def ui(dagster_home: DagsterHome = None, port: int = 3000) -> None:
     )
 
 
-def _files_provider(config, files: Path, provider: str | None) -> str:  # noqa: ANN001
-    """The databento provider that reads `--files`; ConfigError if not a folder or kind."""
-    from market_assets.core.errors import ConfigError
-    from market_assets.core.providers.databento.routing import databento_provider_name
+def _files_provider(  # noqa: ANN001 - config: AppConfig, imported lazily
+    config, files: Path, datasets: list[str], provider: str | None
+) -> str | None:
+    """The provider that reads each dataset from `files` (ConfigError naming what is wrong).
 
-    if not files.is_dir():
-        raise ConfigError(f"--files {files}: not a folder of .dbn / .dbn.zst files")
-    try:
-        return databento_provider_name(config, provider)
-    except ValueError as exc:
-        raise ConfigError(f"--files: {exc}") from exc
+    Returns the provider to pin: `provider` when given, else the one provider every dataset
+    resolved to (several different ones are left to each run's own choice, made the same way).
+    """
+    from market_assets.core.errors import ConfigError
+    from market_assets.core.providers.files_route import choose_file_reader
+
+    chosen: set[str] = set()
+    for name in datasets:
+        try:
+            chosen.add(choose_file_reader(config, name, files, provider).name)
+        except ValueError as exc:
+            raise ConfigError(f"--files: {exc}") from exc
+    return provider or (chosen.pop() if len(chosen) == 1 else None)
 
 
 @app.command()

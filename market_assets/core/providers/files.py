@@ -32,6 +32,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ from market_assets.core.providers.files_mapping import (
     parse_mapping,
 )
 from market_assets.core.schemas import ACTION_SCHEMA, conform_bars, empty_bars
-from market_assets.core.stores.layout import EXCHANGE_TZ
+from market_assets.core.stores.layout import EXCHANGE_TZ, GRANULARITY_DATASET
 from market_assets.core.symbols import validate_symbols
 
 SOURCE = "files"
@@ -106,6 +107,21 @@ class FilesProvider:
         if mapping.has_actions:
             return FilesActionsProvider(mapping)
         return FilesProvider(mapping)
+
+    @classmethod
+    def file_datasets(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The bar dataset of the files' granularity (market_assets.core.providers.files_route)."""
+        return (GRANULARITY_DATASET[str(settings.get("granularity", "1d"))],)
+
+    @classmethod
+    def file_patterns(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        pattern = str(settings.get("pattern", "{symbol}.csv"))
+        return (re.sub(r"{[^{}]*}", "*", pattern),)
+
+    @classmethod
+    def from_files(cls, settings: Mapping[str, Any], directory: str | Path) -> FilesProvider:
+        """This mapping reading `directory` instead of its configured folder."""
+        return cls.from_config({**settings, "directory": str(directory)})
 
     def fetch_bars(self, request: BarRequest) -> FetchResult:
         """Canonical bars for the sessions in [request.start, request.end).

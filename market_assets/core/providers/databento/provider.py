@@ -160,6 +160,24 @@ class DatabentoProvider:
             regular_hours_only=bool(options.get("regular_hours_only", True)),
         )
 
+    # -- files (market_assets.core.providers.files_route) ----------------------------------
+
+    @classmethod
+    def file_datasets(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """Datasets this provider reads from downloaded DBN files."""
+        return ("bars_1m", "bars_1d", *cls.tick_datasets)
+
+    @classmethod
+    def file_patterns(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("*.dbn", "*.dbn.zst")
+
+    @classmethod
+    def from_files(
+        cls, settings: Mapping[str, Any], directory: str | os.PathLike[str]
+    ) -> DatabentoProvider:
+        """A provider reading the DBN files under `directory` (settings as `from_config`)."""
+        return cls.from_config({**settings, "files_dir": str(directory)})
+
     # -- public ---------------------------------------------------------------------------
 
     def fetch_bars(self, request: BarRequest) -> FetchResult:
