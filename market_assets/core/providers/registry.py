@@ -346,6 +346,36 @@ class ProviderRegistry:
         result.frame = result.frame.sort("symbol", TICK_TIME_COLUMN, maintain_order=True)
         return result
 
+    def fetch_capability(
+        self,
+        route: str,
+        symbols: Sequence[str],
+        capability: str,
+        call: Fetch,
+        *,
+        empty: pl.DataFrame,
+        context: Mapping[str, Any] | None = None,
+        missing_rows_fail_over: bool = True,
+    ) -> FetchResult:
+        """Any capability's rows from `route`'s providers, with the same retries, rate limits,
+        per-symbol failover and attempt records as bars.
+
+        `capability` is the provider method a provider must have to be asked (for example
+        "fetch_options"); `call(provider, symbols)` makes the request for those symbols.
+        Raises like `fetch_bars` when no provider returns a row and
+        `missing_rows_fail_over` (a symbol without rows is missing); otherwise an empty
+        answer is normal and returns `empty`.
+        """
+        return self._fetch(
+            self.route(route),
+            tuple(symbols),
+            call,
+            lambda provider: hasattr(provider, capability),
+            context={"dataset": route, "start": None, "end": None, **(context or {})},
+            empty=empty,
+            missing_rows_fail_over=missing_rows_fail_over,
+        )
+
     def _fetch(
         self,
         names: Sequence[str],

@@ -547,3 +547,70 @@ def test_notes_of_a_result_are_copied_into_its_attempt_record() -> None:
 
     assert result.attempts[-1]["price_adjustment"] == "adjusted"
     assert result.attempts[-1]["outcome"] == "ok"
+
+
+class QuoteBook:
+    """A provider of a capability the registry has no method for (`fetch_quotes`)."""
+
+    def __init__(self, name: str, known: set[str], error: Exception | None = None) -> None:
+        self.name = name
+        self.known = known
+        self.error = error
+        self.asked: list[tuple[str, ...]] = []
+
+    def fetch_quotes(self, symbols: tuple[str, ...]) -> FetchResult:
+        self.asked.append(symbols)
+        if self.error is not None:
+            raise self.error
+        served = [s for s in symbols if s in self.known]
+        return FetchResult(
+            frame=pl.DataFrame({"symbol": served, "bid": [1.0] * len(served)}),
+            source=self.name,
+            requests=1,
+            failures={s: f"{self.name} does not know {s}" for s in symbols if s not in self.known},
+        )
+
+
+def test_fetch_capability_fails_over_missing_symbols_to_the_backup_and_labels_sources():
+    primary = QuoteBook("primary", {"AAPL"})
+    backup = QuoteBook("backup", {"AAPL", "MSFT"})
+    plain = ScriptedProvider("plain", empty_answer)  # has no fetch_quotes: never asked
+    reg = ProviderRegistry(
+        {p.name: p for p in (plain, primary, backup)},
+        {"quotes": ["plain", "primary", "backup"]},
+        FAST,
+        sleep=lambda _: None,
+    )
+
+    result = reg.fetch_capability(
+        "quotes",
+        ["AAPL", "MSFT"],
+        "fetch_quotes",
+        lambda provider, symbols: provider.fetch_quotes(symbols),
+        empty=pl.DataFrame(schema={"symbol": pl.String, "bid": pl.Float64}),
+    )
+
+    assert sorted(result.frame.select("symbol", "source").rows()) == [
+        ("AAPL", "primary"),
+        ("MSFT", "backup"),
+    ]
+    assert backup.asked == [("MSFT",)]
+    assert plain.asked == []
+    assert [a["outcome"] for a in result.attempts] == ["unsupported", "partial", "ok"]
+
+
+def test_fetch_capability_retries_a_transient_error_then_succeeds():
+    flaky = QuoteBook("flaky", {"AAPL"}, error=transient("flaky"))
+    reg = ProviderRegistry({"flaky": flaky}, {"quotes": ["flaky"]}, FAST, sleep=lambda _: None)
+
+    def call(provider: QuoteBook, symbols: tuple[str, ...]) -> FetchResult:
+        if len(provider.asked) == 2:
+            provider.error = None
+        return provider.fetch_quotes(symbols)
+
+    result = reg.fetch_capability(
+        "quotes", ["AAPL"], "fetch_quotes", call, empty=pl.DataFrame(schema={"symbol": pl.String})
+    )
+
+    assert result.frame.get_column("symbol").to_list() == ["AAPL"]
+    assert [a["outcome"] for a in result.attempts] == ["retrying", "retrying", "ok"]
