@@ -62,10 +62,20 @@ class DatasetConfig(_Strict):
     """One dataset: its bar size, first session, where it comes from and where it is stored.
 
     `kind` says what the rows are: `bars` (the default) need a `granularity`; other kinds
-    (`corporate_actions`; `ticks`: trades, tbbo, statistics) have none.
+    (`corporate_actions`; `ticks`: trades, tbbo, statistics; `options`; `fundamentals`;
+    `fundamental_ratios`; `reference`; `index_constituents`) have none.
     """
 
-    kind: Literal["bars", "corporate_actions", "ticks"] = "bars"
+    kind: Literal[
+        "bars",
+        "corporate_actions",
+        "ticks",
+        "options",
+        "fundamentals",
+        "fundamental_ratios",
+        "reference",
+        "index_constituents",
+    ] = "bars"
     granularity: Literal["1m", "5m", "15m", "1h", "1d"] | None = None
     start: dt.date
     providers: list[str] = Field(default_factory=list)
