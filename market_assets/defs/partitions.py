@@ -58,9 +58,14 @@ def session_symbol_partitions(start: dt.date, exchange: str = "XNYS") -> MultiPa
 
 @dataclass(frozen=True)
 class PartitionRectangle:
-    """The (symbol, session) pairs a run covers, resolved from its partition keys."""
+    """The (symbol, session) pairs a run covers, resolved from its partition keys.
+
+    `by_key` keeps which pairs each partition key stands for (a bucket key: one pair per
+    member symbol), in the run's key order.
+    """
 
     pairs: tuple[tuple[str, dt.date], ...]
+    by_key: tuple[tuple[str, tuple[tuple[str, dt.date], ...]], ...] = ()
 
     @property
     def symbols(self) -> list[str]:
@@ -69,6 +74,15 @@ class PartitionRectangle:
     @property
     def sessions(self) -> list[dt.date]:
         return sorted({session for _, session in self.pairs})
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.by_key]
+
+    def keys_of_symbols(self, symbols: Iterable[str]) -> list[str]:
+        """The partition keys holding any of `symbols`."""
+        wanted = set(symbols)
+        return [key for key, pairs in self.by_key if any(s in wanted for s, _ in pairs)]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -89,11 +103,15 @@ def resolve_partition_keys(
 ) -> PartitionRectangle:
     """Expand partition keys to (symbol, session) pairs; bucket keys expand to their members."""
     pairs: dict[tuple[str, dt.date], None] = {}
+    by_key: list[tuple[str, tuple[tuple[str, dt.date], ...]]] = []
     for key in keys:
         session, symbol_key = split_partition_key(key)
-        for symbol in symbol_partitions.symbols_for_key(symbol_key):
-            pairs[(symbol, session)] = None
-    return PartitionRectangle(tuple(pairs))
+        symbols = symbol_partitions.symbols_for_key(symbol_key)
+        members = tuple((symbol, session) for symbol in symbols)
+        by_key.append((str(key), members))
+        for pair in members:
+            pairs[pair] = None
+    return PartitionRectangle(tuple(pairs), tuple(by_key))
 
 
 def multi_key(session: dt.date, symbol_key: str) -> str:

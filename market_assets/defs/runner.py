@@ -12,6 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions
 from dagster._core.storage.defs_state.base import set_defs_state_storage
@@ -102,26 +103,49 @@ def materialize_rectangle(
     return summary
 
 
-def _collect(instance: DagsterInstance, run_id: str, summary: RunSummary) -> None:
-    """Add one run's materializations and input loads to the summary."""
-    counted: set[str] = set()
-    kind = DagsterEventType.ASSET_MATERIALIZATION
-    for record in instance.get_records_for_run(run_id, of_type=kind).records:
+def step_metadata(instance: DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
+    """The run-level metadata of each asset step of a run that stored partitions, by step key.
+
+    An asset step's output metadata (fetch or compute: seconds, source, vendor requests,
+    failed symbols, provider attempts) and its IO manager's (partitions, rows stored,
+    quarantined rows, write seconds) are on its STEP_OUTPUT and HANDLED_OUTPUT events; a step
+    failed by failed symbols carries the partitions it still stored on its STEP_FAILURE
+    event. A handful of events per step, whatever the number of partitions.
+    """
+    kinds = {
+        DagsterEventType.STEP_OUTPUT,
+        DagsterEventType.HANDLED_OUTPUT,
+        DagsterEventType.STEP_FAILURE,
+    }
+    outputs: dict[str, dict[str, Any]] = {}
+    stored: dict[str, dict[str, Any]] = {}
+    for record in instance.get_records_for_run(run_id, of_type=kinds).records:
         event = record.event_log_entry.dagster_event
-        if event is not None:
-            materialization = event.step_materialization_data.materialization
-            dataset = materialization.asset_key.path[-1]
-            stats = summary.datasets.setdefault(dataset, DatasetStats(dataset))
-            stats.partitions += 1
-            if dataset in counted:
-                continue  # a ranged run repeats the run-level metadata on every partition
-            counted.add(dataset)
-            meta = {k: v.value for k, v in materialization.metadata.items()}
-            stats.rows += int(meta.get("rows_stored", 0))
-            stats.quarantined += int(meta.get("quarantined_rows", 0))
-            stats.seconds += sum(
-                float(meta.get(k, 0)) for k in ("seconds", "write_seconds", "load_seconds")
-            )
-            stats.failed_symbols.update(meta.get("failed_symbols") or {})
-            if meta.get("source"):
-                stats.sources.add(str(meta["source"]))
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type is DagsterEventType.STEP_OUTPUT:
+            metadata = event.step_output_data.metadata
+            outputs[event.step_key] = {k: v.value for k, v in metadata.items()}
+        elif event.event_type is DagsterEventType.HANDLED_OUTPUT:
+            meta = {k: v.value for k, v in event.event_specific_data.metadata.items()}
+            if "partitions" in meta:
+                stored[event.step_key] = meta
+        else:
+            failure = event.step_failure_data.user_failure_data
+            meta = {k: v.value for k, v in failure.metadata.items()} if failure else {}
+            if "materialized_partitions" in meta:
+                stored[event.step_key] = {"partitions": meta["materialized_partitions"], **meta}
+    return {step: {**outputs.get(step, {}), **meta} for step, meta in stored.items()}
+
+
+def _collect(instance: DagsterInstance, run_id: str, summary: RunSummary) -> None:
+    """Add one run's asset steps to the summary."""
+    for dataset, meta in step_metadata(instance, run_id).items():
+        stats = summary.datasets.setdefault(dataset, DatasetStats(dataset))
+        stats.partitions += int(meta["partitions"])
+        stats.rows += int(meta.get("rows_stored", 0))
+        stats.quarantined += int(meta.get("quarantined_rows", 0))
+        stats.seconds += sum(float(meta.get(k, 0)) for k in ("seconds", "write_seconds"))
+        stats.failed_symbols.update(meta.get("failed_symbols") or {})
+        if meta.get("source"):
+            stats.sources.add(str(meta["source"]))

@@ -11,14 +11,20 @@ session, a lookback window, or every session of a symbol).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
-from pydantic import PrivateAttr
 
 from market_assets.core.actions import carry_known_at, changed_symbols
-from market_assets.defs.io_managers import io_rectangle
+from market_assets.defs.io_managers import (
+    RectangleOutput,
+    io_rectangle,
+    record_partitions,
+    unpack_output,
+    write_stores,
+)
 from market_assets.defs.partitions import PartitionRectangle
 from market_assets.defs.resources import PlatformResource
 
@@ -31,8 +37,6 @@ class TableIOManager(ConfigurableIOManager):
 
     platform: PlatformResource
 
-    _load_seconds: dict[str, float] = PrivateAttr(default_factory=dict)
-
     def _rectangle(self, context: OutputContext | InputContext) -> PartitionRectangle:
         return io_rectangle(context, self.platform, type(self).__name__)
 
@@ -42,31 +46,37 @@ class TableIOManager(ConfigurableIOManager):
         """The rows to write and extra metadata; stored as given here."""
         return frame, {}
 
-    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+    def partition_metadata(
+        self, rectangle: PartitionRectangle, metadata: dict[str, object]
+    ) -> dict[str, dict[str, object]]:
+        """Extra metadata of single partitions (by key), from `prepare`'s metadata."""
+        return {}
+
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame | RectangleOutput) -> None:
         started = time.perf_counter()
         dataset = context.asset_key.path[-1]
         rectangle = self._rectangle(context)
-        rows, metadata = self.prepare(dataset, obj, rectangle)
-        lake = self.platform.lake()
-        lake.write_partitions(dataset, rows, rectangle.pairs)
-        stores = ["lake"]
-        timescale = self.platform.timescale()
-        dataset_config = self.platform.app_config().datasets.get(dataset)
-        if timescale is not None and dataset_config and "timescale" in dataset_config.stores:
-            timescale.write_partitions(dataset, rows, rectangle.pairs)
-            stores.append("timescale" if timescale.uses_timescale else "postgresql")
+        frame, failed = unpack_output(obj)
+        pairs = [pair for pair in rectangle.pairs if pair[0] not in failed]
+        rows, metadata = self.prepare(
+            dataset, frame.filter(~pl.col("symbol").is_in(list(failed))), rectangle
+        )
+        stores = write_stores(self.platform, dataset, rows, pairs) if pairs else []
         first_symbol, first_session = rectangle.pairs[0]
         context.add_output_metadata(
             {
                 **metadata,
+                "partitions": len(rectangle.by_key) - len(rectangle.keys_of_symbols(failed)),
                 "rows_stored": len(rows),
-                "stores": ", ".join(stores),
+                "stores": ", ".join(stores) or "none",
                 "write_seconds": round(time.perf_counter() - started, 4),
-                "load_seconds": round(self._load_seconds.pop(context.op_def.name, 0.0), 4),
                 "lake_path_example": MetadataValue.path(
-                    lake.uri_for(dataset, first_symbol, first_session)
+                    self.platform.lake().uri_for(dataset, first_symbol, first_session)
                 ),
             }
+        )
+        record_partitions(
+            context, rectangle, rows, None, failed, self.partition_metadata(rectangle, metadata)
         )
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
@@ -75,13 +85,8 @@ class TableIOManager(ConfigurableIOManager):
             if context.upstream_output
             else context.asset_key.path[-1]
         )
-        started = time.perf_counter()
         rectangle = self._rectangle(context)
-        frame = self.platform.lake().read_partitions(dataset, list(rectangle.pairs))
-        self._load_seconds[context.op_def.name] = (
-            self._load_seconds.get(context.op_def.name, 0.0) + time.perf_counter() - started
-        )
-        return frame
+        return self.platform.lake().read_partitions(dataset, list(rectangle.pairs))
 
 
 class ActionsIOManager(TableIOManager):
@@ -98,3 +103,17 @@ class ActionsIOManager(TableIOManager):
                 {symbol: day.isoformat() for symbol, day in changes.items()}
             )
         }
+
+    def partition_metadata(
+        self, rectangle: PartitionRectangle, metadata: dict[str, object]
+    ) -> dict[str, dict[str, object]]:
+        """`changed_symbols` on the partition of each changed symbol's latest changed ex-date
+        (the re-adjust sensor reads it from per-partition materializations)."""
+        changes: dict[str, str] = metadata["changed_symbols"].value  # type: ignore[union-attr]
+        by_pair = {pair: key for key, pairs in rectangle.by_key for pair in pairs}
+        extra: dict[str, dict[str, str]] = {}
+        for symbol, day in changes.items():
+            key = by_pair.get((symbol, dt.date.fromisoformat(day)))
+            if key is not None:
+                extra.setdefault(key, {})[symbol] = day
+        return {key: {"changed_symbols": MetadataValue.json(c)} for key, c in extra.items()}

@@ -15,7 +15,6 @@ import talib
 import yaml
 from dagster import (
     AssetCheckSeverity,
-    AssetKey,
     DagsterEventType,
     RunRequest,
     build_sensor_context,
@@ -30,7 +29,7 @@ from market_assets.core.stores.lake import ParquetLake
 from market_assets.definitions import build_definitions
 from market_assets.defs.automation.readjust import READJUST_TAG
 from market_assets.defs.resources import PlatformResource
-from market_assets.defs.runner import QUIET_RUN_CONFIG
+from market_assets.defs.runner import QUIET_RUN_CONFIG, step_metadata
 from market_assets.query import MarketData
 from market_assets_tests.defs.test_bar_pipeline import REPO_CONFIGS, Pipeline, make_pipeline
 from market_assets_tests.realdata import (
@@ -178,10 +177,9 @@ def test_indicators_of_one_session_load_their_lookback_from_earlier_partitions(p
     summary = pipeline.run(["indicators"], sessions[-1:], ["AAPL"])
 
     assert summary.datasets["indicators"].partitions == 1
-    event = pipeline.instance.get_latest_materialization_event(AssetKey("indicators"))
-    metadata = event.asset_materialization.metadata
-    assert metadata["input_rows"].value == 201
-    assert metadata["first_input_ts"].value.startswith(str(sessions[0]))
+    metadata = step_metadata(pipeline.instance, summary.run_ids[0])["indicators"]
+    assert metadata["input_rows"] == 201
+    assert metadata["first_input_ts"].startswith(str(sessions[0]))
     closes = stored(pipeline, "bars_1d_adjusted", ["AAPL"], sessions[0], "2023-12-01")
     full = closes["adj_close"].to_numpy()
     values = pipeline.market().indicators("AAPL", sessions[-1], "2023-12-01")

@@ -10,13 +10,15 @@ import polars as pl
 import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from market_assets.core.config import AppConfig
 from market_assets.core.providers.synthetic import SyntheticProvider
 from market_assets.definitions import build_definitions
 from market_assets.defs.assets.bars import PROVIDER_TAG
 from market_assets.defs.resources import PlatformResource
-from market_assets.defs.runner import RunSummary, materialize_rectangle
+from market_assets.defs.runner import RunSummary, materialize_rectangle, step_metadata
 from market_assets.query import MarketData
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -37,6 +39,7 @@ class Pipeline:
         sessions: list[dt.date],
         symbols: list[str],
         sessions_per_run: int = 10,
+        expect_failure: bool = False,
     ) -> RunSummary:
         defs = build_definitions(self.config)
         summary = materialize_rectangle(
@@ -47,11 +50,26 @@ class Pipeline:
             symbols,
             sessions_per_run,
         )
-        assert not summary.failed_runs, f"runs failed: {summary.failed_runs}"
+        assert bool(summary.failed_runs) == expect_failure, f"failed runs: {summary.failed_runs}"
         return summary
 
     def market(self) -> MarketData:
         return MarketData(root=self.data_dir)
+
+
+def partition_status(pipeline: Pipeline, asset: str) -> tuple[set[str], set[str]]:
+    """(failed, materialized) partition keys of `asset`, as Dagster's partition status says."""
+    defs = build_definitions(pipeline.config)
+    partitions_def = defs.resolve_assets_def(asset).partitions_def
+    status = get_and_update_asset_status_cache_value(
+        pipeline.instance, AssetKey(asset), partitions_def
+    )
+    with partition_loading_context(dynamic_partitions_store=pipeline.instance):
+        failed = status.deserialize_failed_partition_subsets(partitions_def)
+        materialized = status.deserialize_materialized_partition_subsets(partitions_def)
+        return set(map(str, failed.get_partition_keys())), set(
+            map(str, materialized.get_partition_keys())
+        )
 
 
 def make_pipeline(
@@ -106,10 +124,15 @@ def test_rectangle_run_fetches_in_one_request_and_stores_every_partition(pipelin
     assert bars["source"].unique().to_list() == ["synthetic"]
     run = pipeline.instance.get_run_by_id(summary.run_ids[0])
     assert run.tags["dagster/asset_partition_range_start"] == "2024-03-07|AAPL"
-    materialization = pipeline.instance.get_latest_materialization_event(AssetKey("bars_1m"))
-    metadata = materialization.asset_materialization.metadata
-    assert metadata["vendor_requests"].value == 1
-    assert metadata["partitions"].value == 9
+    metadata = step_metadata(pipeline.instance, run.run_id)["bars_1m"]
+    assert metadata["vendor_requests"] == 1
+    assert metadata["partitions"] == 9
+    materialized = pipeline.instance.get_materialized_partitions(AssetKey("bars_1m"))
+    assert materialized == {f"{d}|{s}" for d in SESSIONS for s in SYMBOLS}
+    latest = pipeline.instance.get_latest_materialization_event(AssetKey("bars_1m"))
+    per_partition = latest.asset_materialization.metadata
+    assert per_partition["rows"].value == 390
+    assert per_partition["source"].value == "synthetic"
 
 
 def test_backfill_splits_sessions_into_runs_of_the_configured_size(pipeline):
@@ -226,13 +249,38 @@ def test_bad_rows_are_quarantined_and_counted_while_the_rest_is_stored(pipeline,
 def test_one_unknown_symbol_is_reported_while_the_others_are_stored(tmp_path):
     pipeline = make_pipeline(tmp_path, provider_settings={"unknown_symbols": ["NOPE"]})
 
-    summary = pipeline.run(["bars_1d"], SESSIONS, ["AAPL", "NOPE", "MSFT"])
+    summary = pipeline.run(["bars_1d"], SESSIONS, ["AAPL", "NOPE", "MSFT"], expect_failure=True)
 
     stats = summary.datasets["bars_1d"]
     assert set(stats.failed_symbols) == {"NOPE"}
     assert "NOPE" in stats.failed_symbols["NOPE"]
+    assert stats.partitions == 6
     daily = pipeline.market().bars(["AAPL", "MSFT", "NOPE"], "2024-03-01", "2024-03-12", "1d")
     assert daily.group_by("symbol").len().sort("symbol").rows() == [("AAPL", 3), ("MSFT", 3)]
+    failed, materialized = partition_status(pipeline, "bars_1d")
+    assert failed == {f"{d}|NOPE" for d in SESSIONS}
+    assert materialized == {f"{d}|{s}" for d in SESSIONS for s in ("AAPL", "MSFT")}
+
+
+def test_a_failed_symbol_leaves_its_stored_rows_untouched(tmp_path):
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(["bars_1d"], SESSIONS, ["AAPL", "MSFT"])
+    before = pipeline.market().bars(["AAPL", "MSFT"], "2024-03-01", "2024-03-12", "1d")
+    (tmp_path / "failing").mkdir()
+    failing = make_pipeline(tmp_path / "failing", provider_settings={"unknown_symbols": ["MSFT"]})
+    failing.config = dataclasses.replace(failing.config, data_dir=str(pipeline.data_dir))
+    failing.instance = pipeline.instance
+
+    summary = failing.run(["bars_1d"], SESSIONS, ["AAPL", "MSFT"], expect_failure=True)
+
+    assert set(summary.datasets["bars_1d"].failed_symbols) == {"MSFT"}
+    after = pipeline.market().bars(["AAPL", "MSFT"], "2024-03-01", "2024-03-12", "1d")
+    assert after.group_by("symbol").len().sort("symbol").rows() == [("AAPL", 3), ("MSFT", 3)]
+    assert after.filter(pl.col("symbol") == "MSFT").equals(
+        before.filter(pl.col("symbol") == "MSFT")
+    )
+    failed, _ = partition_status(pipeline, "bars_1d")
+    assert failed == {f"{d}|MSFT" for d in SESSIONS}
 
 
 def test_pipeline_writes_postgresql_when_a_dsn_is_configured(tmp_path, pg_dsn, timescale_store):
@@ -277,11 +325,17 @@ def test_failover_fetches_the_primarys_failed_symbol_from_the_backup(tmp_path):
     daily = pipeline.market().bars(["AAPL", "MSFT"], "2024-03-01", "2024-03-12", "1d")
     sources = dict(daily.group_by("symbol").agg(pl.col("source").unique()).rows())
     assert sources == {"AAPL": ["synthetic"], "MSFT": ["backup"]}
-    materialization = pipeline.instance.get_latest_materialization_event(AssetKey("bars_1d"))
-    metadata = materialization.asset_materialization.metadata
-    assert metadata["source"].value == "synthetic,backup"
-    outcomes = [(a["provider"], a["outcome"]) for a in metadata["provider_attempts"].value]
+    metadata = step_metadata(pipeline.instance, summary.run_ids[0])["bars_1d"]
+    assert metadata["source"] == "synthetic,backup"
+    outcomes = [(a["provider"], a["outcome"]) for a in metadata["provider_attempts"]]
     assert ("backup", "ok") in outcomes
+    records = pipeline.instance.fetch_materializations(AssetKey("bars_1d"), limit=10).records
+    by_partition = {
+        record.partition_key: record.asset_materialization.metadata["source"].value
+        for record in records
+    }
+    assert by_partition[f"{SESSIONS[0]}|MSFT"] == "backup"
+    assert by_partition[f"{SESSIONS[0]}|AAPL"] == "synthetic"
 
 
 def test_provider_tag_pins_one_provider_for_a_run(tmp_path):

@@ -24,7 +24,7 @@ from market_assets.core.providers.registry import PROVIDER_KINDS
 from market_assets.core.transforms.compare import relative_difference
 from market_assets.definitions import build_definitions
 from market_assets.defs.assets.bars import PROVIDER_TAG
-from market_assets.defs.runner import RunSummary, materialize_rectangle
+from market_assets.defs.runner import RunSummary, materialize_rectangle, step_metadata
 from market_assets_tests.defs.test_bar_pipeline import Pipeline, make_pipeline
 from market_assets_tests.realdata import require
 
@@ -78,8 +78,9 @@ def run(pipeline: Pipeline, sessions, symbols, tags: dict[str, str] | None = Non
 
 
 def latest_metadata(pipeline: Pipeline) -> dict[str, Any]:
-    event = pipeline.instance.get_latest_materialization_event(AssetKey("bars_1d"))
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    """The bars_1d step's run-level metadata of the latest run."""
+    [run] = pipeline.instance.get_runs(limit=1)
+    return step_metadata(pipeline.instance, run.run_id)["bars_1d"]
 
 
 # ---------------------------------------------------------------------------- files provider

@@ -22,7 +22,7 @@ from market_assets.core.stores.timescale import TimescaleStore
 from market_assets.definitions import build_definitions
 from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
 from market_assets.defs.resources import PlatformResource
-from market_assets.defs.runner import materialize_rectangle
+from market_assets.defs.runner import materialize_rectangle, step_metadata
 from market_assets_tests.core.providers.dbn_builders import dbn_bytes, trade
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -130,8 +130,7 @@ def test_ranged_run_stores_trades_from_dbn_files_in_the_lake_and_postgresql(
         assert store.read_quarantine("trades", ["NVDA"], THU, MON)["rule"].to_list() == [
             "null_price"
         ]
-    event = instance.get_latest_materialization_event(AssetKey("trades"))
-    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    metadata = step_metadata(instance, summary.run_ids[0])["trades"]
     assert metadata["vendor_requests"] == 0
     assert metadata["stores"] == "lake, postgresql"
     assert metadata["first_ts_event"].startswith("2024-03-07 14:31:00")

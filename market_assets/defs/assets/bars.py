@@ -1,8 +1,9 @@
 """Bar assets: bars_1m and bars_1d fetched from providers; 5m, 15m and 1h resampled from 1m.
 
 Every asset is partitioned by (session, symbol key). A run receives a rectangle of partitions
-(`context.partition_keys`), fetches it in bulk and returns one frame; the IO manager splits it
-per partition, quarantines bad rows and writes every store.
+(`context.partition_keys`), fetches it in bulk and returns one frame (with the symbols that
+failed); the IO manager splits it per partition, quarantines bad rows, writes every store and
+records each partition's materialization. Derived bars read their minute bars from the lake.
 """
 
 
@@ -13,7 +14,6 @@ from collections.abc import Mapping
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     AutomationCondition,
     BackfillPolicy,
@@ -28,7 +28,8 @@ from market_assets.core.ingest import fetch_partition_bars
 from market_assets.core.stores.layout import layout_for
 from market_assets.core.transforms.compare import compare_bars
 from market_assets.core.transforms.resample import resample_bars
-from market_assets.defs.partitions import resolve_partition_keys, session_symbol_partitions
+from market_assets.defs.io_managers import RectangleOutput, step_rectangle
+from market_assets.defs.partitions import session_symbol_partitions
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.routing import registry_for_run
 
@@ -100,8 +101,7 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
     )
     def _fetched(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
-        app_config = platform.app_config()
-        rectangle = resolve_partition_keys(context.partition_keys, app_config.symbol_partitions)
+        rectangle = step_rectangle(context, platform)
         registry = registry_for_run(
             platform,
             name,
@@ -129,7 +129,7 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
             metadata["backup_vs_stored"] = MetadataValue.json(comparison)
             if comparison["disagrees"]:
                 context.log.warning(f"{name}: backup bars disagree with stored: {comparison}")
-        return Output(result.frame, metadata=metadata)
+        return Output(RectangleOutput(result.frame, result.failures), metadata=metadata)
 
     return _fetched
 
@@ -149,13 +149,15 @@ def derived_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
             config.datasets[parent], len(config.symbol_partitions.keys)
         ),
         io_manager_key=IO_MANAGER_KEY,
-        ins={"minute_bars": AssetIn(key=parent)},
+        deps=[parent],
         kinds={"polars", "parquet"},
         metadata={"granularity": dataset.granularity, "derived_from": parent},
         automation_condition=AutomationCondition.eager(),
     )
-    def _derived(context: AssetExecutionContext, minute_bars: pl.DataFrame) -> Output:
+    def _derived(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
+        rectangle = step_rectangle(context, platform)
+        minute_bars = platform.lake().read_partitions(parent, list(rectangle.pairs))
         frame = resample_bars(minute_bars, dataset.granularity)
         metadata = _frame_metadata(frame, started)
         sources = sorted(frame["source"].unique().to_list()) if not frame.is_empty() else []

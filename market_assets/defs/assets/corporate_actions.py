@@ -2,81 +2,50 @@
 
 Both are partitioned by (session, symbol key) like the bars. A corporate_actions partition
 holds the actions whose ex-date is that session; it also reads the previous session's raw
-daily bar through Dagster, whose close becomes each dividend's `reference_close`.
+daily bar, whose close becomes each dividend's `reference_close`.
 
 bars_1d_adjusted needs, for its own sessions, the raw bars and the symbol's FULL action list
-(backward factors depend on every later action), so its `corporate_actions` input maps every
-session of the same symbol key. New bars flow in through `AutomationCondition.eager()`,
-which ignores corporate_actions: a new action re-adjusts history through the re-adjust
-sensor (defs/automation/readjust.py), symbol by symbol.
+(backward factors depend on every later action). New bars flow in through
+`AutomationCondition.eager()`, which ignores corporate_actions: a new action re-adjusts
+history through the re-adjust sensor (defs/automation/readjust.py), symbol by symbol.
+
+Upstream rows are read from the lake in the asset bodies, for exactly what each needs (the
+previous session's bars; every action of the run's symbols). The dependencies are declared
+as plain `deps` (same partition) for lineage and automation: a wider partition mapping on a
+dependency makes Dagster enumerate every mapped upstream partition key at the start of each
+step (measured: all sessions since 2009 x symbol keys for "every session"), although nothing
+is loaded through it.
 """
 
 import datetime as dt
 import time
-import warnings
 
 import polars as pl
 from dagster import (
-    AllPartitionMapping,
     AssetExecutionContext,
-    AssetIn,
     AssetKey,
     AssetsDefinition,
     AssetSelection,
     AutomationCondition,
-    BetaWarning,
-    DimensionPartitionMapping,
-    IdentityPartitionMapping,
     MetadataValue,
-    MultiPartitionMapping,
     Output,
-    PartitionMapping,
-    TimeWindowPartitionMapping,
     asset,
 )
 
 from market_assets.core.actions import check_actions, fetch_partition_actions, stamp_known_at
+from market_assets.core.calendar import get_calendar
 from market_assets.core.config import AppConfig, DatasetConfig
 from market_assets.core.providers.registry import ACTIONS_ROUTE
 from market_assets.core.transforms.adjust import adjust_with_actions, fill_reference_closes
 from market_assets.defs.assets.bars import PROVIDER_TAG, _backfill_policy
-from market_assets.defs.partitions import (
-    DATE_DIMENSION,
-    SYMBOL_DIMENSION,
-    resolve_partition_keys,
-    session_symbol_partitions,
-)
+from market_assets.defs.io_managers import RectangleOutput, step_rectangle
+from market_assets.defs.partitions import session_symbol_partitions
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.table_io import ACTIONS_IO_MANAGER_KEY, TABLE_IO_MANAGER_KEY
-
-# MultiPartitionMapping and allow_nonexistent_upstream_partitions are beta in Dagster 1.13;
-# they are the documented way to map (session, symbol) partitions across sessions.
-warnings.filterwarnings("ignore", message=".*MultiPartitionMapping.*", category=BetaWarning)
-warnings.filterwarnings(
-    "ignore", message=".*allow_nonexistent_upstream_partitions.*", category=BetaWarning
-)
 
 ACTIONS_ASSET = "corporate_actions"
 ADJUSTED_ASSET = "bars_1d_adjusted"
 DAILY_BARS = "bars_1d"
-
-
-def same_symbol(date_mapping: PartitionMapping) -> MultiPartitionMapping:
-    """Map (session, symbol key) partitions to upstream sessions of the same symbol key."""
-    return MultiPartitionMapping(
-        {
-            DATE_DIMENSION: DimensionPartitionMapping(DATE_DIMENSION, date_mapping),
-            SYMBOL_DIMENSION: DimensionPartitionMapping(
-                SYMBOL_DIMENSION, IdentityPartitionMapping()
-            ),
-        }
-    )
-
-
-PREVIOUS_SESSION = same_symbol(
-    TimeWindowPartitionMapping(-1, -1, allow_nonexistent_upstream_partitions=True)
-)
-EVERY_SESSION = same_symbol(AllPartitionMapping())
 
 
 def corporate_actions_asset(dataset: DatasetConfig, config: AppConfig) -> AssetsDefinition:
@@ -89,16 +58,17 @@ def corporate_actions_asset(dataset: DatasetConfig, config: AppConfig) -> Assets
         partitions_def=session_symbol_partitions(dataset.start, config.exchange),
         backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
         io_manager_key=ACTIONS_IO_MANAGER_KEY,
-        ins={"previous_bars": AssetIn(key=DAILY_BARS, partition_mapping=PREVIOUS_SESSION)},
+        deps=[DAILY_BARS],
         kinds={"polars", "parquet"},
         metadata={"providers": ", ".join(dataset.providers)},
     )
-    def _actions(
-        context: AssetExecutionContext, platform: PlatformResource, previous_bars: pl.DataFrame
-    ) -> Output:
+    def _actions(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
-        rectangle = resolve_partition_keys(
-            context.partition_keys, platform.app_config().symbol_partitions
+        rectangle = step_rectangle(context, platform)
+        sessions = rectangle.sessions
+        previous = get_calendar(config.exchange).previous_session(sessions[0])
+        previous_bars = platform.lake().read(
+            DAILY_BARS, rectangle.symbols, previous, sessions[-1], columns=["symbol", "ts", "close"]
         )
         registry = platform.registry()
         pinned = context.run.tags.get(PROVIDER_TAG)
@@ -111,7 +81,7 @@ def corporate_actions_asset(dataset: DatasetConfig, config: AppConfig) -> Assets
         actions = stamp_known_at(checked.valid, dt.datetime.now(dt.UTC))
         counts = actions.group_by("action_type").len().sort("action_type").rows()
         return Output(
-            actions,
+            RectangleOutput(actions, result.failures),
             metadata={
                 "rows": len(actions),
                 "actions_by_type": MetadataValue.json(dict(counts)),
@@ -144,20 +114,20 @@ def adjusted_bars_asset(config: AppConfig) -> AssetsDefinition:
         partitions_def=session_symbol_partitions(daily.start, config.exchange),
         backfill_policy=_backfill_policy(daily, len(config.symbol_partitions.keys)),
         io_manager_key=TABLE_IO_MANAGER_KEY,
-        ins={
-            "bars": AssetIn(key=DAILY_BARS),
-            "actions": AssetIn(key=ACTIONS_ASSET, partition_mapping=EVERY_SESSION),
-        },
+        deps=[DAILY_BARS, ACTIONS_ASSET],
         kinds={"polars", "parquet"},
         metadata={"granularity": "1d", "derived_from": f"{DAILY_BARS}, {ACTIONS_ASSET}"},
         automation_condition=AutomationCondition.eager().ignore(
             AssetSelection.assets(AssetKey(ACTIONS_ASSET))
         ),
     )
-    def _adjusted(
-        context: AssetExecutionContext, bars: pl.DataFrame, actions: pl.DataFrame
-    ) -> Output:
+    def _adjusted(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
+        rectangle = step_rectangle(context, platform)
+        lake = platform.lake()
+        bars = lake.read_partitions(DAILY_BARS, list(rectangle.pairs))
+        # Every action of the run's symbols, later ones included (backward factors).
+        actions = lake.read(ACTIONS_ASSET, rectangle.symbols, daily.start, dt.date.max)
         frame, steps = adjust_with_actions(bars, actions, daily_closes=bars)
         unresolved = [
             {**row, "ex_date": row["ex_date"].isoformat()} for row in steps.unresolved.to_dicts()

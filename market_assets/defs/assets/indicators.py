@@ -1,27 +1,26 @@
 """indicators: TA-Lib indicators of bars_1d_adjusted, over a trailing window of sessions.
 
-Each partition (session, symbol key) needs the `lookback_sessions - 1` sessions before it.
-They are loaded through Dagster with a `TimeWindowPartitionMapping(start_offset=-(N - 1))`
-on the date dimension (inside a `MultiPartitionMapping` that keeps the symbol key), so a run
-of one session reads its whole window from earlier partitions in the lake. Sessions before
-the adjusted bars start simply do not exist upstream; their indicators stay null.
+Each partition (session, symbol key) needs the `lookback_sessions - 1` sessions before it:
+the asset reads that window of adjusted bars from the lake, so a run of one session gets its
+whole window from earlier partitions. Sessions before the adjusted bars start simply do not
+exist upstream; their indicators stay null. The dependency on bars_1d_adjusted is declared
+as a plain (same-partition) `deps` entry, for lineage and automation (see
+defs/assets/corporate_actions.py for why not with the window as a partition mapping).
 """
 
+import datetime as dt
 import time
 from pathlib import Path
 
-import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
-    AssetKey,
     AssetsDefinition,
     AutomationCondition,
     Output,
-    TimeWindowPartitionMapping,
     asset,
 )
 
+from market_assets.core.calendar import get_calendar
 from market_assets.core.config import AppConfig
 from market_assets.core.transforms.indicators import (
     CONFIG_FILE,
@@ -30,19 +29,13 @@ from market_assets.core.transforms.indicators import (
     load_indicators_config,
 )
 from market_assets.defs.assets.bars import _backfill_policy
-from market_assets.defs.assets.corporate_actions import ADJUSTED_ASSET, DAILY_BARS, same_symbol
-from market_assets.defs.partitions import resolve_partition_keys, session_symbol_partitions
+from market_assets.defs.assets.corporate_actions import ADJUSTED_ASSET, DAILY_BARS
+from market_assets.defs.io_managers import step_rectangle
+from market_assets.defs.partitions import session_symbol_partitions
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.table_io import TABLE_IO_MANAGER_KEY
 
 INDICATORS_ASSET = "indicators"
-
-
-def lookback_mapping(sessions: int) -> TimeWindowPartitionMapping:
-    """The `sessions` sessions ending at the downstream session (itself included)."""
-    return TimeWindowPartitionMapping(
-        start_offset=-(sessions - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
-    )
 
 
 def indicators_asset(config: AppConfig, indicators: IndicatorsConfig) -> AssetsDefinition:
@@ -57,12 +50,7 @@ def indicators_asset(config: AppConfig, indicators: IndicatorsConfig) -> AssetsD
         partitions_def=session_symbol_partitions(daily.start, config.exchange),
         backfill_policy=_backfill_policy(daily, len(config.symbol_partitions.keys)),
         io_manager_key=TABLE_IO_MANAGER_KEY,
-        ins={
-            "adjusted": AssetIn(
-                key=AssetKey(ADJUSTED_ASSET),
-                partition_mapping=same_symbol(lookback_mapping(indicators.lookback_sessions)),
-            )
-        },
+        deps=[ADJUSTED_ASSET],
         kinds={"polars", "parquet", "talib"},
         metadata={
             "lookback_sessions": indicators.lookback_sessions,
@@ -70,12 +58,15 @@ def indicators_asset(config: AppConfig, indicators: IndicatorsConfig) -> AssetsD
         },
         automation_condition=AutomationCondition.eager(),
     )
-    def _indicators(
-        context: AssetExecutionContext, platform: PlatformResource, adjusted: pl.DataFrame
-    ) -> Output:
+    def _indicators(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
-        rectangle = resolve_partition_keys(
-            context.partition_keys, platform.app_config().symbol_partitions
+        rectangle = step_rectangle(context, platform)
+        sessions = rectangle.sessions
+        reach = dt.timedelta(days=2 * indicators.lookback_sessions + 10)  # > N sessions back
+        earlier = get_calendar(config.exchange).sessions(sessions[0] - reach, sessions[0])
+        first = earlier[-indicators.lookback_sessions :][0]  # N - 1 sessions before, plus itself
+        adjusted = platform.lake().read(
+            ADJUSTED_ASSET, rectangle.symbols, first, sessions[-1] + dt.timedelta(days=1)
         )
         frame = compute_indicators(adjusted, indicators, rectangle.sessions)
         return Output(

@@ -25,7 +25,8 @@ from market_assets.core.config import AppConfig, DatasetConfig
 from market_assets.core.ingest_ticks import fetch_partition_ticks
 from market_assets.core.schemas import TICK_SCHEMAS, TICK_TIME_COLUMN
 from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG, vendor_pool
-from market_assets.defs.partitions import resolve_partition_keys, session_symbol_partitions
+from market_assets.defs.io_managers import RectangleOutput, step_rectangle
+from market_assets.defs.partitions import session_symbol_partitions
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.routing import registry_for_run
 from market_assets.defs.ticks_io import TICKS_IO_MANAGER_KEY, TicksIOManager
@@ -74,9 +75,7 @@ def tick_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> AssetsDe
     )
     def _ticks(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
-        rectangle = resolve_partition_keys(
-            context.partition_keys, platform.app_config().symbol_partitions
-        )
+        rectangle = step_rectangle(context, platform)
         registry = registry_for_run(
             platform,
             name,
@@ -96,7 +95,7 @@ def tick_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> AssetsDe
                 "provider_attempts": MetadataValue.json(result.attempts),
             }
         )
-        return Output(result.frame, metadata=metadata)
+        return Output(RectangleOutput(result.frame, result.failures), metadata=metadata)
 
     return _ticks
 

@@ -1,8 +1,9 @@
 """Re-adjust sensor: when a symbol's splits or dividends change, rebuild its adjusted history.
 
 Backward factors make every session before a new ex-date change, so a new action cannot be
-handled by materializing only new partitions. The corporate_actions IO manager records, per
-materialization, `changed_symbols` (symbol -> latest changed ex-date). This sensor reads the
+handled by materializing only new partitions. The corporate_actions IO manager records, on
+the materialization of the partition of each changed symbol's latest changed ex-date,
+`changed_symbols` (symbol -> that ex-date). This sensor reads the
 materializations after its cursor and, for each changed symbol, requests bars_1d_adjusted
 and indicators for that symbol key's materialized sessions up to `lookback_sessions` sessions
 after the ex-date (indicators windows reach that far), and for no other symbol key.
@@ -33,7 +34,7 @@ from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME, split_partitio
 from market_assets.defs.resources import PlatformResource
 
 READJUST_TAG = "market_assets/readjust"
-EVENTS_PER_TICK = 2000
+EVENTS_PER_TICK = 10_000  # Dagster's cap per query; a year of 16 keys is 4,000 materializations
 
 
 def readjust_requests(
@@ -104,12 +105,10 @@ def build_readjust_sensor(
             ascending=True,
         ).records
         changes: dict[str, dt.date] = {}
-        runs: set[str] = set()
         for record in records:
+            # Runs with deferred events put `changed_symbols` on the changed partitions only;
+            # other ranged runs repeat the run's on every partition (merged the same way).
             cursor = max(cursor, record.storage_id)
-            if record.run_id in runs:
-                continue  # a ranged run repeats its metadata on every partition
-            runs.add(record.run_id)
             materialization = record.asset_materialization
             entry = materialization.metadata.get("changed_symbols") if materialization else None
             for symbol, day in (entry.value if entry else {}).items():

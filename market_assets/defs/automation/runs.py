@@ -1,4 +1,8 @@
-"""Ranged run requests: one run per rectangle of sessions x contiguous symbol keys."""
+"""Ranged run requests: one run per rectangle of sessions x contiguous symbol keys.
+
+Every request carries the deferred-events tag: its steps record their partitions' events in
+batches (defs/events.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 
 from dagster import AssetKey, RunRequest
 
+from market_assets.defs.events import DEFERRED_TAGS
 from market_assets.defs.partitions import contiguous_blocks, multi_key
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -42,7 +47,11 @@ def rectangle_run_requests(
     names = ",".join(a.to_user_string() for a in assets)
     for first_key, last_key in contiguous_blocks(symbol_keys, registered_keys):
         for first, last in session_chunks(sessions, sessions_per_run):
-            run_tags = {**(tags or {}), **range_tags(first, last, first_key, last_key)}
+            run_tags = {
+                **DEFERRED_TAGS,
+                **(tags or {}),
+                **range_tags(first, last, first_key, last_key),
+            }
             requests.append(
                 RunRequest(
                     run_key=f"{first}:{last}:{first_key}:{last_key}:{names}",

@@ -8,10 +8,13 @@ Per-rule results live in the evaluation's metadata and, per symbol, in the lake'
 results table (`quality/check_results/`).
 
 Dagster 1.13 stores an `AssetCheckResult` of a ranged run (several partitions per run) with
-no partition, so the check yields one `AssetCheckEvaluation(partition=key)` per partition
+no partition, so the check records one `AssetCheckEvaluation(partition=key)` per partition
 key instead, each pointing at that partition's latest materialization: the UI then shows
 every partition's check status as current. One spec per asset (rather than one per rule)
-keeps Dagster's bookkeeping at one evaluation event per partition.
+keeps Dagster's bookkeeping at one evaluation event per partition. In runs with deferred
+asset events (defs/events.py) the evaluations are stored in one batch and a failed blocking
+evaluation fails the step itself (which is what stops the steps downstream); other runs
+yield them to Dagster one by one.
 """
 
 import datetime as dt
@@ -33,6 +36,7 @@ from dagster import (
     AssetsDefinition,
     DagsterEventType,
     DagsterInstance,
+    Failure,
     MetadataValue,
     Output,
     PartitionsDefinition,
@@ -48,6 +52,7 @@ from market_assets.core.rules.engine import RULES_BY_NAME
 from market_assets.core.stores.check_results import CHECK_RESULT_SCHEMA, CheckResultsStore
 from market_assets.core.stores.layout import GRANULARITY_DATASET
 from market_assets.defs.checks.inputs import gather_inputs
+from market_assets.defs.events import StepEventRecorder, deferred, step_of
 from market_assets.defs.partitions import split_partition_key
 from market_assets.defs.resources import PlatformResource
 
@@ -132,7 +137,11 @@ def run_quality_check(
     blocking = blocks_something(context, check_key.asset_key)
     evaluations = list(_evaluations_by_key(check_key, rows, keys, targets, blocking))
     prepared = time.perf_counter()
-    yield from evaluations
+    step = step_of(context)
+    if deferred(step):
+        StepEventRecorder(step).evaluated(evaluations)
+    else:
+        yield from evaluations
     recorded = time.perf_counter()
     failed = [e for e in evaluations if not e.passed]
     errors = sum(1 for e in failed if e.severity is AssetCheckSeverity.ERROR)
@@ -143,6 +152,15 @@ def run_quality_check(
         f"{prepared - judged:.3f}, Dagster recording {len(evaluations)} evaluations "
         f"{recorded - prepared:.3f}"
     )
+    if deferred(step) and blocking and errors:
+        first = next(e for e in failed if e.severity is AssetCheckSeverity.ERROR)
+        raise Failure(
+            description=(
+                f"{dataset} quality: {errors} partition(s) failed an ERROR rule (blocking the "
+                f"assets downstream in this run), first {first.partition}: {first.description}"
+            ),
+            metadata={"failed_partitions": errors},
+        )
     yield Output(
         None,
         output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
