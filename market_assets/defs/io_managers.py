@@ -97,45 +97,70 @@ def record_partitions(
     failed_symbols: Mapping[str, str],
     extra_by_key: Mapping[str, Mapping[str, object]] | None = None,
 ) -> None:
-    """Record the stored partitions as materialized (per-partition metadata, plus
-    `extra_by_key`), and fail the step naming the failed symbols when there are any.
+    """Record the stored (session, symbol key) partitions as materialized, each with its own
+    rows, quarantined rows and sources (plus `extra_by_key`), and fail the step naming the
+    failed symbols when there are any (see `record_materialized`)."""
+    dataset = context.asset_key.path[-1]
+    layout = layout_for(dataset)
+    rows = pair_counts(stored, layout.session_expr())
+    sources = pair_sources(stored, layout.session_expr())
+    bad = pair_counts(quarantined, pl.col("session")) if quarantined is not None else {}
+    failed_keys = set(rectangle.keys_of_symbols(failed_symbols))
+    metadata_by_key: dict[str, dict[str, object]] = {}
+    for key, pairs in rectangle.by_key:
+        if key in failed_keys:
+            continue
+        metadata: dict[str, object] = {"rows": sum(rows.get(pair, 0) for pair in pairs)}
+        if sources:
+            names = set().union(*(sources.get(pair, set()) for pair in pairs))
+            metadata["source"] = ",".join(sorted(names)) or "none"
+        if quarantined is not None:
+            metadata["quarantined_rows"] = sum(bad.get(pair, 0) for pair in pairs)
+        if len(pairs) > 1:
+            metadata["symbols"] = len(pairs)
+        metadata.update((extra_by_key or {}).get(key, {}))
+        metadata_by_key[key] = metadata
+    reason = "; ".join(f"{symbol}: {why}" for symbol, why in sorted(failed_symbols.items()))
+    record_materialized(
+        context,
+        metadata_by_key,
+        failed_keys=sorted(failed_keys),
+        failure=f"{len(failed_symbols)} symbol(s) failed: {reason}",
+        failure_metadata={"failed_symbols": MetadataValue.json(dict(failed_symbols))},
+    )
 
-    Without deferred events and without failures Dagster records the materializations itself.
+
+def record_materialized(
+    context: OutputContext,
+    metadata_by_key: Mapping[str, Mapping[str, object]],
+    *,
+    failed_keys: Sequence[str] = (),
+    failure: str = "",
+    failure_metadata: Mapping[str, object] | None = None,
+) -> None:
+    """Record these partition keys of the output's asset as materialized (one event each, in
+    one batch), then fail the step when `failed_keys` is not empty, naming them and `failure`.
+
+    Any IO manager of a partitioned asset calls this after storing the step's partitions (the
+    keys may be session x symbol keys or single-dimension keys). Runs with deferred events
+    (defs/events.py) get their materializations here; other runs get them from Dagster, unless
+    some partitions failed: the stored ones are then recorded here before the step fails, so
+    the failed ones show failed and the rest materialized.
     """
     step = step_of(context)
-    dataset = context.asset_key.path[-1]
-    failed_keys = set(rectangle.keys_of_symbols(failed_symbols))
     if deferred(step) or failed_keys:
-        layout = layout_for(dataset)
-        rows = pair_counts(stored, layout.session_expr())
-        sources = pair_sources(stored, layout.session_expr())
-        bad = pair_counts(quarantined, pl.col("session")) if quarantined is not None else {}
-        metadata_by_key: dict[str, dict[str, object]] = {}
-        for key, pairs in rectangle.by_key:
-            if key in failed_keys:
-                continue
-            metadata: dict[str, object] = {"rows": sum(rows.get(pair, 0) for pair in pairs)}
-            if sources:
-                names = set().union(*(sources.get(pair, set()) for pair in pairs))
-                metadata["source"] = ",".join(sorted(names)) or "none"
-            if quarantined is not None:
-                metadata["quarantined_rows"] = sum(bad.get(pair, 0) for pair in pairs)
-            if len(pairs) > 1:
-                metadata["symbols"] = len(pairs)
-            metadata.update((extra_by_key or {}).get(key, {}))
-            metadata_by_key[key] = metadata
         StepEventRecorder(step).materialized(AssetKey(context.asset_key.path), metadata_by_key)
     if failed_keys:
-        shown = "; ".join(f"{symbol}: {why}" for symbol, why in sorted(failed_symbols.items()))
+        dataset = context.asset_key.to_user_string()
         raise Failure(
             description=(
-                f"{dataset}: {len(failed_symbols)} symbol(s) failed, their "
-                f"{len(failed_keys)} partition(s) were left as stored: {shown}"
+                f"{dataset}: {len(failed_keys)} partition(s) failed and were left as stored "
+                f"(first {failed_keys[0]}): {failure}"
             ),
             metadata={
-                "failed_symbols": MetadataValue.json(dict(failed_symbols)),
+                **(failure_metadata or {}),
                 "failed_partitions": len(failed_keys),
-                "materialized_partitions": len(rectangle.by_key) - len(failed_keys),
+                "materialized_partitions": len(metadata_by_key),
             },
         )
 
@@ -237,12 +262,20 @@ class BarsIOManager(PartitionedFrameIOManager):
 def step_rectangle(
     context: AssetExecutionContext, platform: PlatformResource
 ) -> PartitionRectangle:
-    """The rectangle this asset step materializes. In runs with deferred events its partitions
-    are recorded as planned first (in progress now; failed if the run fails)."""
-    rectangle = resolve_partition_keys(
+    """The (session x symbol key) rectangle this asset step materializes, after
+    `plan_partitions` (call it first thing in the asset body)."""
+    plan_partitions(context)
+    return resolve_partition_keys(
         context.partition_keys, platform.app_config().symbol_partitions
     )
+
+
+def plan_partitions(context: AssetExecutionContext) -> list[str]:
+    """The partition keys this asset step materializes. In runs with deferred events they are
+    recorded as planned first: in progress now, failed if the run fails. Any partitioned
+    asset's body calls this (or `step_rectangle`) first thing."""
+    keys = [str(key) for key in context.partition_keys]
     step = step_of(context)
     if deferred(step):
-        StepEventRecorder(step).planned(AssetKey(context.asset_key.path), rectangle.keys)
-    return rectangle
+        StepEventRecorder(step).planned(AssetKey(context.asset_key.path), keys)
+    return keys
