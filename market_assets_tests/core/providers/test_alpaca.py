@@ -28,7 +28,7 @@ from market_assets.core.schemas import ACTION_SCHEMA, BAR_SCHEMA
 from market_assets.core.validate import split_valid_bars
 from market_assets.definitions import build_definitions
 from market_assets.defs.assets.bars import PROVIDER_TAG
-from market_assets.defs.runner import materialize_rectangle
+from market_assets.defs.runner import materialize_rectangle, step_metadata
 from market_assets.query import MarketData
 from market_assets_tests.core.providers.alpaca_api import (
     BARS_URL,
@@ -449,8 +449,7 @@ def test_dagster_run_pinned_to_alpaca_stores_its_daily_bars(tmp_path, monkeypatc
     ]
     assert stored["vwap"].null_count() == 0
     assert len(api.calls) == 1
-    event = instance.get_latest_materialization_event(AssetKey("bars_1d"))
-    metadata = event.asset_materialization.metadata
-    assert metadata["vendor_requests"].value == 1
-    attempts = metadata["provider_attempts"].value
+    metadata = step_metadata(instance, summary.run_ids[0])["bars_1d"]
+    assert metadata["vendor_requests"] == 1
+    attempts = metadata["provider_attempts"]
     assert attempts[0]["provider"] == "alpaca" and attempts[0]["feed"] == "iex"

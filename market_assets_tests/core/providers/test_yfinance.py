@@ -28,7 +28,7 @@ from market_assets.core.schemas import ACTION_SCHEMA, BAR_SCHEMA
 from market_assets.core.validate import split_valid_bars
 from market_assets.definitions import build_definitions
 from market_assets.defs.assets.bars import PROVIDER_TAG
-from market_assets.defs.runner import materialize_rectangle
+from market_assets.defs.runner import materialize_rectangle, step_metadata
 from market_assets.query import MarketData
 from market_assets_tests.core.providers.yahoo_chart import (
     Reply,
@@ -389,7 +389,6 @@ def test_dagster_run_pinned_to_yfinance_stores_yahoos_daily_bars(tmp_path, monke
     assert stored.filter(pl.col("symbol") == "AAPL")["close"].to_list() == [172.0, 173.0, 174.0]
     assert stored["ts"].dt.date().unique().sort().to_list() == WEEK[1:4]
     assert [symbol for symbol, _ in chart.calls] == ["AAPL", "MSFT"]
-    event = instance.get_latest_materialization_event(AssetKey("bars_1d"))
-    metadata = event.asset_materialization.metadata
-    assert metadata["source"].value == "yfinance"
-    assert metadata["vendor_requests"].value == 2
+    metadata = step_metadata(instance, summary.run_ids[0])["bars_1d"]
+    assert metadata["source"] == "yfinance"
+    assert metadata["vendor_requests"] == 2
