@@ -131,10 +131,62 @@ INDICATOR_SCHEMA: dict[str, pl.DataType] = {
 """Indicators are stored long (one row per session x indicator), so adding one to
 configs/indicators.yaml never changes a stored file's columns."""
 
+FUNDAMENTAL_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "cik": pl.Int64(),  # SEC Central Index Key of the filer
+    "taxonomy": pl.String(),  # us-gaap, ifrs-full, dei, srt, ...
+    "concept": pl.String(),  # the XBRL tag as filed, e.g. Assets
+    "field": pl.String(),  # canonical field the concept stands for (configs/fundamentals.yaml)
+    "unit": pl.String(),  # USD, shares, USD/shares, pure, EUR, ...
+    "value": pl.Float64(),
+    "fiscal_year": pl.Int64(),  # the filing's fiscal year (SEC `fy`)
+    "fiscal_period": pl.String(),  # the filing's fiscal period: FY, Q1, Q2, Q3, Q4
+    "period_start": pl.Date(),  # null for instants (balance-sheet values)
+    "period_end": pl.Date(),
+    "form": pl.String(),  # 10-K, 10-Q, 20-F, 10-K/A, ...
+    "filed": pl.Date(),  # the SEC filing date: the value is public from this date on
+    "accession": pl.String(),
+    "frame": pl.String(),  # SEC calendar frame (CY2024Q3I), when SEC assigned one
+    "session": pl.Date(),  # the partition: first exchange session on or after `filed`
+    "source": pl.String(),
+}
+"""One row per reported fact (restatements are rows of their own); see docs/data_dictionary.md."""
+
+FUNDAMENTAL_RATIO_SCHEMA: dict[str, pl.DataType] = {
+    "ts": TS_DTYPE,  # the session (00:00 UTC) the ratios are as of, after its close
+    "symbol": pl.String(),
+    "close": pl.Float64(),  # raw (unadjusted) close of bars_1d
+    "shares_outstanding": pl.Float64(),  # as filed, times splits since its date
+    "shares_split_factor": pl.Float64(),  # product of split ratios after shares_period_end
+    "shares_period_end": pl.Date(),
+    "shares_filed": pl.Date(),
+    "market_cap": pl.Float64(),
+    "stockholders_equity": pl.Float64(),
+    "equity_period_end": pl.Date(),
+    "equity_filed": pl.Date(),
+    "total_assets": pl.Float64(),
+    "assets_period_end": pl.Date(),
+    "assets_filed": pl.Date(),
+    "long_term_debt": pl.Float64(),
+    "debt_filed": pl.Date(),
+    "net_income_ttm": pl.Float64(),
+    "net_income_period_end": pl.Date(),
+    "net_income_filed": pl.Date(),
+    "book_to_market": pl.Float64(),
+    "roe": pl.Float64(),
+    "roa": pl.Float64(),
+    "roi": pl.Float64(),
+    "currency": pl.String(),  # the currency of the filed values (ratios mix it with USD prices)
+    "source": pl.String(),
+}
+"""Daily ratios per symbol from point-in-time fundamentals and raw daily closes."""
+
 TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "corporate_actions": STORED_ACTION_SCHEMA,
     "bars_1d_adjusted": ADJUSTED_BAR_SCHEMA,
     "indicators": INDICATOR_SCHEMA,
+    "fundamentals": FUNDAMENTAL_SCHEMA,
+    "fundamental_ratios": FUNDAMENTAL_RATIO_SCHEMA,
 }
 """Session x symbol datasets that are neither raw bars nor ticks."""
 

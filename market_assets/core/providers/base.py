@@ -200,3 +200,23 @@ class TickSource(Protocol):
     def fetch_ticks(self, request: TickRequest) -> FetchResult:
         """Fetch ticks; raise a ProviderError subclass on failure (same contract as bars)."""
         ...
+
+
+@dataclass(frozen=True)
+class FundamentalsRequest:
+    """Every reported fact (all periods, all filings) of `symbols`: SEC companyfacts."""
+
+    symbols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "symbols", tuple(validate_symbols(self.symbols)))
+
+
+@runtime_checkable
+class FundamentalsSource(Protocol):
+    """A provider of reported financial facts in `schemas.FUNDAMENTAL_SCHEMA` (no `session`
+    or `field` yet: the ingest places and maps them)."""
+
+    name: str
+
+    def fetch_fundamentals(self, request: FundamentalsRequest) -> FetchResult: ...

@@ -69,6 +69,7 @@ PROVIDER_KINDS: dict[str, str] = {
     "yfinance": "market_assets.core.providers.yfinance:YFinanceProvider",
     "alpaca": "market_assets.core.providers.alpaca:AlpacaProvider",
     "databento": "market_assets.core.providers.databento:DatabentoProvider",
+    "sec_edgar": "market_assets.core.providers.sec_edgar:SecEdgarProvider",
 }
 """Provider kind -> "module:Class". Each class offers `from_config(settings)`. Modules are
 imported only when a configured provider uses them, so a vendor's client library is needed

@@ -116,6 +116,24 @@ _TABLE_LAYOUTS: dict[str, DatasetLayout] = {
     "indicators": DatasetLayout(
         "indicators", "indicators/daily", "year", intraday=False, filename="indicators.parquet"
     ),
+    # SEC facts sit in the year file of their partition session (the first session on or
+    # after `filed`), which is the column reads select on.
+    "fundamentals": DatasetLayout(
+        "fundamentals",
+        "fundamental",
+        "year",
+        intraday=False,
+        filename="facts.parquet",
+        session_column="session",
+        time_column="session",
+    ),
+    "fundamental_ratios": DatasetLayout(
+        "fundamental_ratios",
+        "fundamental_ratios",
+        "year",
+        intraday=False,
+        filename="ratios.parquet",
+    ),
 }
 
 GRANULARITY_DATASET = {
