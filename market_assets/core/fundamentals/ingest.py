@@ -191,7 +191,8 @@ def split_valid_facts(
     quarantined = bad.with_columns(
         pl.lit(dataset).alias("dataset"),
         detail.alias("detail"),
-        pl.lit(now or dt.datetime.now(dt.UTC)).cast(QUARANTINE_EXTRA_SCHEMA["quarantined_at"])
+        pl.lit(now or dt.datetime.now(dt.UTC))
+        .cast(QUARANTINE_EXTRA_SCHEMA["quarantined_at"])
         .alias("quarantined_at"),
     ).select(*FUNDAMENTAL_SCHEMA, "dataset", "rule", "detail", "quarantined_at")
     return valid, quarantined

@@ -70,9 +70,7 @@ def _wide_inputs(
     return wide
 
 
-def split_factors(
-    actions: pl.DataFrame, inputs: pl.DataFrame
-) -> pl.Series:
+def split_factors(actions: pl.DataFrame, inputs: pl.DataFrame) -> pl.Series:
     """Per input row: the product of split ratios with shares_period_end < ex_date <= session."""
     if actions.is_empty() or inputs.is_empty():
         return pl.Series("shares_split_factor", [1.0] * inputs.height, dtype=pl.Float64())

@@ -197,9 +197,7 @@ class SecEdgarProvider:
                 raise UnknownSymbolError("SEC knows none of the requested symbols", **where)
             detail = "; ".join(failures.values()) or "no facts in the documents"
             raise NoDataError(f"SEC returned no company facts ({detail})", **where)
-        return FetchResult(
-            frame=frame, source=VENDOR, requests=requests_sent, failures=failures
-        )
+        return FetchResult(frame=frame, source=VENDOR, requests=requests_sent, failures=failures)
 
     # -- live API -------------------------------------------------------------------------
 
