@@ -11,6 +11,7 @@ from market_assets.defs.assets.ticks import TICK_KIND, build_tick_definitions
 from market_assets.defs.automation.schedules import build_after_close_schedule
 from market_assets.defs.automation.sensors import build_universe_sensor
 from market_assets.defs.checks.definitions import build_quality_definitions
+from market_assets.defs.fundamentals import SELF_SCHEDULED_KINDS, build_fundamentals_definitions
 from market_assets.defs.io_managers import BarsIOManager
 from market_assets.defs.resources import PlatformResource
 
@@ -42,6 +43,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
             config.exchange,
         )
         for name, key in fetched.items()
+        if config.datasets[name].kind not in SELF_SCHEDULED_KINDS  # they bring their own
     ]
     core = Definitions(
         assets=bar_assets,
@@ -57,6 +59,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
         build_adjustment_definitions(config, platform),
         build_tick_definitions(config, platform),
         build_quality_definitions(bar_assets),
+        build_fundamentals_definitions(config, platform),
     )
 
 

@@ -330,3 +330,36 @@ def judge_fundamentals(
         *_jumps(parts, history, config),
     ]
     return pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row").sort("symbol", "session")
+
+
+RATIO_RULES = {"inputs_filed_after_session": "ERROR", "missing_close": "WARN"}
+RATIO_INPUT_FILED = (
+    "shares_filed",
+    "equity_filed",
+    "assets_filed",
+    "debt_filed",
+    "net_income_filed",
+)
+
+
+def judge_ratios(ratios: pl.DataFrame) -> pl.DataFrame:
+    """Rules on stored ratio rows, one result per (symbol, session) present and rule:
+    `inputs_filed_after_session` (ERROR: an input filed after the row's session, i.e.
+    look-ahead) and `missing_close` (WARN: no daily bar, so the price-based ratios are null)."""
+    session = pl.col("ts").dt.date()
+    late = pl.any_horizontal(pl.col(c) > session for c in RATIO_INPUT_FILED).fill_null(False)
+    per_row = ratios.select(
+        "symbol",
+        session.alias("session"),
+        late.alias("inputs_filed_after_session"),
+        pl.col("close").is_null().alias("missing_close"),
+    )
+    counts = per_row.group_by("symbol", "session").agg(
+        pl.col(rule).sum().alias(rule) for rule in RATIO_RULES
+    )
+    rows = [
+        (symbol, day, rule, severity, offending == 0, offending, json.dumps({}))
+        for symbol, day, *values in counts.select("symbol", "session", *RATIO_RULES).iter_rows()
+        for (rule, severity), offending in zip(RATIO_RULES.items(), values, strict=True)
+    ]
+    return pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row").sort("symbol", "session")

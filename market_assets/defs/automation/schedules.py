@@ -22,9 +22,14 @@ EXCHANGE_TIMEZONE = "America/New_York"
 
 
 def build_after_close_schedule(
-    name: str, asset_keys: Sequence[AssetKey], exchange: str
+    name: str,
+    asset_keys: Sequence[AssetKey],
+    exchange: str,
+    cron_schedule: str = AFTER_CLOSE_CRON,
+    description: str = "Materialize the day's session for every symbol after the close.",
 ) -> ScheduleDefinition:
-    """Daily at 17:30 New York time on exchange sessions only (holidays are skipped).
+    """Daily at 17:30 New York time (or `cron_schedule`) on exchange sessions only (holidays
+    are skipped).
 
     A schedule's assets must share one partitions definition, so there is one schedule per
     fetched dataset, carrying the datasets derived from it.
@@ -32,11 +37,11 @@ def build_after_close_schedule(
 
     @schedule(
         name=name,
-        cron_schedule=AFTER_CLOSE_CRON,
+        cron_schedule=cron_schedule,
         execution_timezone=EXCHANGE_TIMEZONE,
         target=AssetSelection.assets(*asset_keys),
         default_status=DefaultScheduleStatus.STOPPED,
-        description="Materialize the day's session for every symbol after the close.",
+        description=description,
     )
     def _after_close(context: ScheduleEvaluationContext):
         session = context.scheduled_execution_time.date()
