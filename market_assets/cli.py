@@ -131,8 +131,9 @@ def demo(
         AssetKey(n)
         for n, d in config.datasets.items()
         if d.granularity != "1d"
-        and d.kind != "ticks"  # ticks cost money: never in the demo
-        and d.kind != "corporate_actions"  # daily, with adjusted bars and indicators
+        # Bars only: ticks cost money; corporate actions run with the daily bars below;
+        # fundamentals (SEC) and the other families are not part of the offline demo.
+        and d.kind == "bars"
     ]
     daily = [AssetKey(n) for n, d in config.datasets.items() if d.granularity == "1d"]
     present = defs.resolve_asset_graph().get_all_asset_keys()
@@ -286,29 +287,56 @@ def ingest(
 
 @app.command()
 def query(
-    dataset: Annotated[str, typer.Argument(help="bars_1m, bars_5m, bars_15m, bars_1h, bars_1d")],
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="bars_1m, bars_5m, bars_15m, bars_1h, bars_1d, fundamentals (point in time, "
+            "--as-of), fundamental_ratios"
+        ),
+    ],
     symbols: Annotated[str, typer.Argument(help="Comma-separated symbols.")],
-    start: Annotated[str, typer.Option(help="Start (inclusive): date or UTC datetime.")],
-    end: Annotated[str, typer.Option(help="End (exclusive): date or UTC datetime.")],
+    start: Annotated[
+        str | None, typer.Option(help="Start (inclusive): date or UTC datetime.")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="End (exclusive): date or UTC datetime.")] = None,
     format: Annotated[str, typer.Option(help="table, csv or parquet.")] = "table",  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="Output file (csv/parquet).")] = None,
     data_dir: DataDir = None,
     dsn: Annotated[str | None, typer.Option(help="Read TimescaleDB/PostgreSQL instead.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="fundamentals: as known at the end of this date (today).")
+    ] = None,
+    fields: Annotated[
+        str | None, typer.Option(help="fundamentals: comma-separated fields (default all).")
+    ] = None,
 ) -> None:
-    """Print or export bars in [start, end) from the lake (or PostgreSQL with --dsn)."""
+    """Print or export bars in [start, end) from the lake (or PostgreSQL with --dsn), or
+    fundamentals as known on --as-of."""
     from market_assets.core.errors import MarketAssetsError
     from market_assets.core.stores.layout import _LAYOUTS
     from market_assets.query import MarketData
 
     granularity = {n: g for g, n in _granularity_map().items()}.get(dataset)
-    if granularity is None:
-        _fail(f"unknown dataset {dataset!r}; one of {sorted(_LAYOUTS)}")
+    if granularity is None and dataset not in FUNDAMENTAL_QUERIES:
+        _fail(f"unknown dataset {dataset!r}; one of {sorted([*_LAYOUTS, *FUNDAMENTAL_QUERIES])}")
+    if dataset != "fundamentals" and (start is None or end is None):
+        _fail(f"{dataset} needs --start and --end")
     symbol_list = [s.strip() for s in symbols.split(",") if s.strip()]
     market = MarketData(root=data_dir, dsn=dsn)
     try:
-        frame = market.bars(
-            symbol_list, start, end, granularity=granularity, store="timescale" if dsn else "lake"
-        )
+        if dataset == "fundamentals":
+            wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+            frame = market.fundamentals(symbol_list, wanted, as_of=as_of)
+        elif dataset == "fundamental_ratios":
+            frame = market.fundamental_ratios(symbol_list, start, end)
+        else:
+            frame = market.bars(
+                symbol_list,
+                start,
+                end,
+                granularity=granularity,
+                store="timescale" if dsn else "lake",
+            )
     except (MarketAssetsError, ValueError) as exc:
         _fail(str(exc))
     if format == "table":
@@ -325,6 +353,9 @@ def query(
         console.print(f"wrote {len(frame):,} rows to {out}")
     else:
         _fail(f"--format {format!r} must be table, csv or parquet")
+
+
+FUNDAMENTAL_QUERIES = ("fundamentals", "fundamental_ratios")
 
 
 @app.command()

@@ -182,6 +182,54 @@ class MarketData:
         long = self._lake.read("indicators", symbol_list, lo, hi)
         return indicators_wide(long, names)
 
+    def fundamentals(
+        self,
+        symbols: str | Sequence[str],
+        fields: Sequence[str] | None = None,
+        as_of: TimeBound | None = None,
+        config_dir: str | Path | None = None,
+    ) -> pl.DataFrame:
+        """Point-in-time fundamentals: one row per (symbol, field) as known at the end of
+        `as_of` (a date; default today), from facts filed on or before it.
+
+        Per field: the latest period end, then the latest filing for it (a restatement counts
+        from its own filing date), with the value, unit, concept, period, form, filed date and
+        accession (null when nothing was filed by then). `fields` are canonical names from
+        configs/fundamentals.yaml (read from `config_dir`, default $MARKET_ASSETS_CONFIG_DIR
+        or ./configs) or their `_ttm` variants; default: every one.
+        """
+        from market_assets.core.fundamentals.read import point_in_time_from_lake
+
+        day = to_utc(as_of, name="as_of").date() if as_of is not None else dt.date.today()
+        symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
+        return point_in_time_from_lake(self._lake, symbol_list, fields, day, config_dir)
+
+    def fundamentals_history(
+        self,
+        symbols: str | Sequence[str],
+        fields: Sequence[str] | None = None,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+    ) -> pl.DataFrame:
+        """Every stored fact (each restatement its own row) with `filed` in [start, end),
+        sorted by (symbol, filed); `fields` keeps the facts of those canonical fields only.
+        Columns of docs/data_dictionary.md (fundamentals)."""
+        from market_assets.core.fundamentals.read import facts_from_lake
+
+        symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
+        first = to_utc(start, name="start").date() if start is not None else None
+        stop = to_utc(end, name="end").date() if end is not None else None
+        return facts_from_lake(self._lake, symbol_list, fields, first, stop)
+
+    def fundamental_ratios(
+        self, symbols: str | Sequence[str], start: TimeBound, end: TimeBound
+    ) -> pl.DataFrame:
+        """Daily ratios (market cap, book-to-market, ROE, ROA, ROI) with their inputs and the
+        inputs' filing dates, for sessions in [start, end), sorted by (symbol, ts)."""
+        symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
+        lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
+        return self._lake.read("fundamental_ratios", symbol_list, lo, hi)
+
     def export(
         self,
         symbols: str | Sequence[str],
