@@ -36,15 +36,17 @@ def companyfacts(
     document: dict[str, Any] = {"cik": cik, "entityName": name, "facts": {}}
     for fact in facts:
         taxonomy, concept = fact.concept.split(":", 1)
-        body = document["facts"].setdefault(taxonomy, {}).setdefault(
-            concept, {"label": concept, "description": f"{concept} as tagged", "units": {}}
+        body = (
+            document["facts"]
+            .setdefault(taxonomy, {})
+            .setdefault(
+                concept, {"label": concept, "description": f"{concept} as tagged", "units": {}}
+            )
         )
         record: dict[str, Any] = {"end": fact.end, "val": fact.value, "accn": fact.accession}
         if fact.start is not None:
             record = {"start": fact.start, **record}
-        record.update(
-            fy=fact.fiscal_year, fp=fact.fiscal_period, form=fact.form, filed=fact.filed
-        )
+        record.update(fy=fact.fiscal_year, fp=fact.fiscal_period, form=fact.form, filed=fact.filed)
         body["units"].setdefault(fact.unit, []).append(record)
     return document
 

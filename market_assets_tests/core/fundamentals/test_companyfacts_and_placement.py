@@ -33,7 +33,11 @@ def test_every_restatement_is_its_own_row(snow):
     ).sort("filed")
 
     assert assets.get_column("filed").to_list() == [
-        D(2024, 3, 26), D(2024, 5, 31), D(2024, 8, 29), D(2024, 11, 27), D(2025, 3, 21)
+        D(2024, 3, 26),
+        D(2024, 5, 31),
+        D(2024, 8, 29),
+        D(2024, 11, 27),
+        D(2025, 3, 21),
     ]
 
 
@@ -129,7 +133,9 @@ def test_facts_breaking_a_hard_rule_are_quarantined_with_the_rule(fields):
 
     assert valid.get_column("concept").to_list() == ["Liabilities"]
     assert sorted(quarantined.get_column("rule")) == [
-        "missing_period_end", "missing_value", "period_start_after_end"
+        "missing_period_end",
+        "missing_value",
+        "period_start_after_end",
     ]
     assert quarantined.get_column("session").unique().to_list() == [D(2024, 5, 1)]
     assert "us-gaap:Assets" in quarantined.filter(pl.col("rule") == "missing_value")["detail"][0]

@@ -20,10 +20,16 @@ def one(frame: pl.DataFrame, field: str) -> dict:
 
 
 def test_total_assets_the_day_before_the_10k_is_the_10q_of_october(snow, fields):
-    row = one(point_in_time(snow, ["SNOW"], ["total_assets"], D(2025, 3, 20), fields), "total_assets")
+    row = one(
+        point_in_time(snow, ["SNOW"], ["total_assets"], D(2025, 3, 20), fields), "total_assets"
+    )
 
     assert row["value"] == 8_202_258_000
-    assert (row["period_end"], row["form"], row["filed"]) == (D(2024, 10, 31), "10-Q", D(2024, 11, 27))
+    assert (row["period_end"], row["form"], row["filed"]) == (
+        D(2024, 10, 31),
+        "10-Q",
+        D(2024, 11, 27),
+    )
 
 
 def test_total_assets_on_the_10k_filing_day_is_the_10k(snow, fields):
@@ -32,7 +38,11 @@ def test_total_assets_on_the_10k_filing_day_is_the_10k(snow, fields):
     assert frame.height == 1
     row = frame.row(0, named=True)
     assert row["value"] == 9_033_938_000
-    assert (row["period_end"], row["form"], row["filed"]) == (D(2025, 1, 31), "10-K", D(2025, 3, 21))
+    assert (row["period_end"], row["form"], row["filed"]) == (
+        D(2025, 1, 31),
+        "10-K",
+        D(2025, 3, 21),
+    )
 
 
 def test_no_filing_is_visible_before_its_filing_date_and_each_is_on_its_date(snow, fields):
@@ -60,8 +70,14 @@ def test_a_restatement_counts_only_from_its_own_filing_date(fields):
         1,
         [
             Fact("us-gaap:Assets", 100, "2024-03-31", "2024-05-01", "0000000001-24-000001"),
-            Fact("us-gaap:Assets", 90, "2024-03-31", "2024-06-10", "0000000001-24-000002",
-                 form="10-Q/A"),
+            Fact(
+                "us-gaap:Assets",
+                90,
+                "2024-03-31",
+                "2024-06-10",
+                "0000000001-24-000002",
+                form="10-Q/A",
+            ),
         ],
     )
     raw = parse_companyfacts(doc, "ACME", "sec_edgar", "doc")
@@ -103,7 +119,9 @@ def test_ttm_after_a_10q_is_year_to_date_plus_last_year_minus_its_year_to_date(s
 
 
 def test_ttm_after_a_10k_is_the_fiscal_year(snow, fields):
-    row = one(point_in_time(snow, ["SNOW"], ["net_income_ttm"], D(2025, 3, 21), fields), "net_income_ttm")
+    row = one(
+        point_in_time(snow, ["SNOW"], ["net_income_ttm"], D(2025, 3, 21), fields), "net_income_ttm"
+    )
 
     assert (row["period_start"], row["period_end"]) == (D(2024, 2, 1), D(2025, 1, 31))
     assert row["form"] == "10-K"
@@ -111,8 +129,11 @@ def test_ttm_after_a_10k_is_the_fiscal_year(snow, fields):
 
 def test_ifrs_filer_answers_every_field_from_ifrs_tags(lpa, fields):
     frame = point_in_time(
-        lpa, ["LPA"], ["total_assets", "total_liabilities", "stockholders_equity", "revenue",
-                       "net_income"], D(2025, 4, 30), fields,
+        lpa,
+        ["LPA"],
+        ["total_assets", "total_liabilities", "stockholders_equity", "revenue", "net_income"],
+        D(2025, 4, 30),
+        fields,
     )
 
     assert frame.get_column("taxonomy").unique().to_list() == ["ifrs-full"]

@@ -57,7 +57,9 @@ def test_filing_lag_of_real_filings_is_from_the_filing_period_end(snow, fields):
     lags = filing_lags(snow).filter(pl.col("form") == "10-K")
 
     assert lags.select("period_end", "filed", "lag_days").row(-1) == (
-        D(2025, 1, 31), D(2025, 3, 21), 49
+        D(2025, 1, 31),
+        D(2025, 3, 21),
+        49,
     )
 
 
@@ -76,8 +78,13 @@ def test_noncontrolling_interest_and_temporary_equity_close_the_identity(fields)
         [
             *balance_sheet("2024-03-31", FILED, "a-1", 100.0, 60.0, 30.0),
             Fact("us-gaap:MinorityInterest", 4.0, "2024-03-31", FILED, "a-1"),
-            Fact("us-gaap:TemporaryEquityCarryingAmountAttributableToParent", 6.0,
-                 "2024-03-31", FILED, "a-1"),
+            Fact(
+                "us-gaap:TemporaryEquityCarryingAmountAttributableToParent",
+                6.0,
+                "2024-03-31",
+                FILED,
+                "a-1",
+            ),
         ],
     )
 
@@ -97,8 +104,8 @@ def test_a_10q_filed_120_days_after_its_quarter_is_late(fields):
 
 def test_negative_share_count_is_an_error(fields):
     facts = facts_of(
-        fields, [Fact("dei:EntityCommonStockSharesOutstanding", -5, "2024-04-20", FILED,
-                      unit="shares")]
+        fields,
+        [Fact("dei:EntityCommonStockSharesOutstanding", -5, "2024-04-20", FILED, unit="shares")],
     )
 
     result = outcome(judge_fundamentals(facts, facts, fields), "negative_shares")
@@ -149,10 +156,17 @@ def test_a_hundredfold_jump_between_consecutive_quarters_is_flagged(fields):
 
 
 def test_a_loss_turning_into_a_profit_is_not_a_jump(fields):
-    earlier = facts_of(fields, [Fact("us-gaap:NetIncomeLoss", -1e6, "2023-12-31", "2024-02-01",
-                                     "a-0", start="2023-10-01")])
-    new = facts_of(fields, [Fact("us-gaap:NetIncomeLoss", 5e8, "2024-03-31", FILED, "a-1",
-                                 start="2024-01-01")])
+    earlier = facts_of(
+        fields,
+        [
+            Fact(
+                "us-gaap:NetIncomeLoss", -1e6, "2023-12-31", "2024-02-01", "a-0", start="2023-10-01"
+            )
+        ],
+    )
+    new = facts_of(
+        fields, [Fact("us-gaap:NetIncomeLoss", 5e8, "2024-03-31", FILED, "a-1", start="2024-01-01")]
+    )
 
     result = outcome(judge_fundamentals(new, pl.concat([earlier, new]), fields), "jump_100x")
 
@@ -162,18 +176,30 @@ def test_a_loss_turning_into_a_profit_is_not_a_jump(fields):
 def test_ratio_rows_with_an_input_filed_after_their_session_are_look_ahead():
     rows = pl.DataFrame(
         [
-            {"ts": dt.datetime(2024, 5, 1, tzinfo=dt.UTC), "symbol": "ACME", "close": 10.0,
-             "assets_filed": D(2024, 5, 2)},
-            {"ts": dt.datetime(2024, 5, 2, tzinfo=dt.UTC), "symbol": "ACME", "close": None,
-             "assets_filed": D(2024, 5, 2)},
+            {
+                "ts": dt.datetime(2024, 5, 1, tzinfo=dt.UTC),
+                "symbol": "ACME",
+                "close": 10.0,
+                "assets_filed": D(2024, 5, 2),
+            },
+            {
+                "ts": dt.datetime(2024, 5, 2, tzinfo=dt.UTC),
+                "symbol": "ACME",
+                "close": None,
+                "assets_filed": D(2024, 5, 2),
+            },
         ]
     ).select(
-        pl.col(c).cast(t) if c in ("ts", "symbol", "close", "assets_filed") else pl.lit(None, t)
-        .alias(c)
+        pl.col(c).cast(t)
+        if c in ("ts", "symbol", "close", "assets_filed")
+        else pl.lit(None, t).alias(c)
         for c, t in FUNDAMENTAL_RATIO_SCHEMA.items()
     )
 
     results = judge_ratios(rows)
 
     failed = results.filter(~pl.col("passed")).select("session", "rule").rows()
-    assert failed == [(D(2024, 5, 1), "inputs_filed_after_session"), (D(2024, 5, 2), "missing_close")]
+    assert failed == [
+        (D(2024, 5, 1), "inputs_filed_after_session"),
+        (D(2024, 5, 2), "missing_close"),
+    ]

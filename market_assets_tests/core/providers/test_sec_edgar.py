@@ -28,11 +28,21 @@ ACME_FACTS = companyfacts(
     [
         Fact("us-gaap:Assets", 500, "2024-03-31", "2024-05-01", "0000001111-24-000002"),
         Fact(
-            "us-gaap:Revenues", 70, "2024-03-31", "2024-05-01", "0000001111-24-000002",
+            "us-gaap:Revenues",
+            70,
+            "2024-03-31",
+            "2024-05-01",
+            "0000001111-24-000002",
             start="2024-01-01",
         ),
-        Fact("dei:EntityCommonStockSharesOutstanding", 10, "2024-04-25", "2024-05-01",
-             "0000001111-24-000002", unit="shares"),
+        Fact(
+            "dei:EntityCommonStockSharesOutstanding",
+            10,
+            "2024-04-25",
+            "2024-05-01",
+            "0000001111-24-000002",
+            unit="shares",
+        ),
     ],
 )
 BETA_FACTS = companyfacts(
@@ -88,7 +98,9 @@ def test_fetch_given_two_symbols_maps_tickers_to_ciks_and_returns_every_fact(sec
     revenue = frame.filter(pl.col("concept") == "Revenues").row(0, named=True)
     assert revenue["symbol"] == "ACME" and revenue["cik"] == ACME
     assert (revenue["value"], str(revenue["period_start"]), str(revenue["filed"])) == (
-        70.0, "2024-01-01", "2024-05-01"
+        70.0,
+        "2024-01-01",
+        "2024-05-01",
     )
     assert frame.filter(pl.col("symbol") == "BETA")["cik"].to_list() == [BETA]  # string cik
 
