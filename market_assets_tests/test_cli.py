@@ -38,6 +38,7 @@ def test_demo_ingests_the_demo_universe_into_data_and_records_runs(workdir):
     for dataset in ("bars_1m", "bars_5m", "bars_15m", "bars_1h", "bars_1d"):
         assert dataset in result.output
     assert "Dagster bookkeeping" in result.output
+    assert "fundamental" not in result.output  # SEC data is not part of the offline demo
     session = get_calendar().last_completed_sessions(1)[0]
     minute_file = (
         workdir / f"data/ticks/minute/AAPL/{session:%Y}/{session:%m}/{session:%d}/ticks.parquet"

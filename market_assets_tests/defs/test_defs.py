@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     Definitions,
     MultiPartitionsDefinition,
@@ -186,3 +187,48 @@ def test_universe_sensor_skips_when_every_symbol_is_registered(defs, config):
             result = sensor(context)
 
     assert isinstance(result, SkipReason)
+
+
+def test_fundamentals_and_ratios_are_partitioned_by_session_and_symbol_with_their_parents(defs):
+    graph = defs.resolve_asset_graph()
+
+    for name in ("fundamentals", "fundamental_ratios"):
+        partitions = graph.get(AssetKey(name)).partitions_def
+        assert [d.name for d in partitions.partitions_defs] == ["date", "symbol"]
+        assert graph.get(AssetKey(name)).backfill_policy.max_partitions_per_run >= 250
+    assert graph.get(AssetKey("fundamentals")).parent_keys == set()
+    assert graph.get(AssetKey("fundamental_ratios")).parent_keys == {
+        AssetKey("fundamentals"),
+        AssetKey("bars_1d"),
+    }
+
+
+def test_fundamentals_checks_are_partitioned_and_never_block(defs):
+    graph = defs.resolve_asset_graph()
+
+    for name in ("fundamentals", "fundamental_ratios"):
+        spec = graph.get_check_spec(AssetCheckKey(AssetKey(name), "quality"))
+        assert spec.partitions_def is not None
+        assert spec.blocking is False
+
+
+def test_fundamentals_run_at_22_00_after_the_filing_cutoff_not_after_the_close(defs):
+    names = {schedule.name for schedule in defs.schedules}
+    schedule = defs.get_schedule_def("fundamentals_after_filing_cutoff")
+
+    assert "fundamentals_after_close" not in names
+    assert schedule.cron_schedule == "0 22 * * 1-5"
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbols", ["AAPL", "MSFT"])
+        context = build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2024, 7, 5, 22, 0)
+        )
+        result = schedule.evaluate_tick(context)
+
+    (request,) = result.run_requests
+    assert set(request.asset_selection) == {
+        AssetKey("fundamentals"),
+        AssetKey("fundamental_ratios"),
+    }
+    assert request.tags[RANGE_START_TAG] == "2024-07-05|AAPL"
+    assert request.tags[RANGE_END_TAG] == "2024-07-05|MSFT"

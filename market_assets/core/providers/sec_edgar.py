@@ -193,9 +193,10 @@ class SecEdgarProvider:
         frame = pl.concat(frames) if frames else empty_facts()
         if frame.is_empty():
             where = {"vendor": VENDOR, "dataset": DATASET, "symbols": request.symbols}
+            detail = "; ".join(f.split(": ", 1)[-1] for f in failures.values())
             if unknown and unknown == set(request.symbols):
-                raise UnknownSymbolError("SEC knows none of the requested symbols", **where)
-            detail = "; ".join(failures.values()) or "no facts in the documents"
+                raise UnknownSymbolError(f"SEC knows none of the symbols ({detail})", **where)
+            detail = detail or "no facts in the documents"
             raise NoDataError(f"SEC returned no company facts ({detail})", **where)
         return FetchResult(frame=frame, source=VENDOR, requests=requests_sent, failures=failures)
 
