@@ -67,7 +67,7 @@ def test_ingest_from_sec_files_then_query_point_in_time(workdir):
     assert "8202258000.0" in text and "2024-11-27" in text and "10-Q" in text
 
 
-def test_ingest_from_the_live_api_without_user_agent_fails_the_symbol_naming_the_setting(workdir):
+def test_ingest_from_the_live_api_without_user_agent_fails_the_run(workdir):
     result = invoke(
         "ingest",
         "--dataset",
@@ -83,7 +83,8 @@ def test_ingest_from_the_live_api_without_user_agent_fails_the_symbol_naming_the
         "--no-with-derived",
     )
 
-    assert "SEC_EDGAR_USER_AGENT" in result.output
+    assert result.exit_code == 2
+    assert "1 run(s) failed" in result.output
 
 
 def test_query_bars_without_range_says_what_is_missing(workdir):

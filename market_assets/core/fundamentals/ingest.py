@@ -125,7 +125,11 @@ def fetch_partition_facts(
     exchange: str = "XNYS",
 ) -> PlacedFacts:
     """Each symbol's companyfacts fetched once (one registry call per symbol, so a failing
-    symbol is retried and failed over alone), placed into the run's partitions."""
+    symbol is retried and failed over alone), placed into the run's partitions.
+
+    A symbol that fails is reported in `failures` and the others go on; when every symbol
+    fails, the last error is raised (nothing was fetched: the run must fail visibly).
+    """
     symbols = sorted({symbol for symbol, _ in partitions})
     placed = PlacedFacts(frame=empty_facts())
     frames: list[pl.DataFrame] = []
@@ -140,6 +144,8 @@ def fetch_partition_facts(
                 dataset, [symbol], "fetch_fundamentals", call, empty=empty_facts()
             )
         except ProviderError as error:
+            if len(placed.failures) == len(symbols) - 1:
+                raise
             placed.failures[symbol] = str(error)
             placed.attempts.extend(_attempts_of(error))
             continue
