@@ -141,6 +141,7 @@ def fundamental_ratios_asset(
             frame,
             metadata={
                 "rows": len(frame),
+                "source": f"{parent} (sec_edgar), {DAILY_BARS}",
                 "facts_read": len(facts),
                 "bars_read": len(bars),
                 "splits_read": actions.filter(pl.col("action_type") == "split").height,
