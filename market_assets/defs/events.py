@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,3 +293,15 @@ def step_of(context: Any) -> StepExecutionContext:
     if op_context is not None:
         return op_context._step_execution_context  # noqa: SLF001 - see module doc
     return context.step_context
+
+
+def record_evaluations(
+    context: Any, evaluations: Sequence[AssetCheckEvaluation]
+) -> Iterator[AssetCheckEvaluation]:
+    """A check step's per-partition evaluations: stored in one batch in runs with deferred
+    events, else yielded to Dagster one by one (`yield from record_evaluations(...)`)."""
+    step = step_of(context)
+    if deferred(step):
+        StepEventRecorder(step).evaluated(list(evaluations))
+        return
+    yield from evaluations

@@ -18,7 +18,7 @@ from market_assets.core.config import AppConfig
 from market_assets.core.stores.lake import ParquetLake
 from market_assets.definitions import build_definitions
 from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
-from market_assets.defs.runner import RunSummary, materialize_rectangle
+from market_assets.defs.runner import RunSummary, materialize_rectangle, step_metadata
 from market_assets.query import MarketData
 from market_assets_tests.core.fundamentals.sec_documents import Fact, company_tickers, companyfacts
 from market_assets_tests.realdata import require
@@ -36,7 +36,12 @@ class Pipeline:
     data_dir: Path
 
     def run(
-        self, assets: list[str], sessions: list[dt.date], symbols: list[str], files: Path | None
+        self,
+        assets: list[str],
+        sessions: list[dt.date],
+        symbols: list[str],
+        files: Path | None,
+        expect_failure: bool = False,
     ) -> RunSummary:
         tags = {PROVIDER_TAG: "sec_edgar", FILES_DIR_TAG: str(files)} if files else {}
         summary = materialize_rectangle(
@@ -48,7 +53,7 @@ class Pipeline:
             sessions_per_run=250,
             tags=tags,
         )
-        assert not summary.failed_runs, f"runs failed: {summary.failed_runs}"
+        assert bool(summary.failed_runs) == expect_failure, f"failed runs: {summary.failed_runs}"
         return summary
 
     def market(self) -> MarketData:
@@ -58,9 +63,9 @@ class Pipeline:
         return ParquetLake(str(self.data_dir))
 
     def metadata(self, dataset: str) -> dict:
-        event = self.instance.get_latest_materialization_event(AssetKey(dataset))
-        materialization = event.asset_materialization
-        return {key: value.value for key, value in materialization.metadata.items()}
+        """The run-level metadata of `dataset`'s step in the latest run."""
+        [run] = self.instance.get_runs(limit=1)
+        return step_metadata(self.instance, run.run_id)[dataset]
 
     def evaluations(self, run_id: str, dataset: str) -> list:
         records = self.instance.get_records_for_run(
@@ -185,7 +190,9 @@ def test_holiday_filing_is_stored_under_the_next_session_and_bad_facts_quarantin
 def test_a_symbol_without_facts_fails_alone(pipeline, sec_files):
     sessions = CALENDAR.sessions("2025-03-20", "2025-03-21")
 
-    summary = pipeline.run(["fundamentals"], sessions, ["SNOW", "NOPE"], sec_files)
+    summary = pipeline.run(
+        ["fundamentals"], sessions, ["SNOW", "NOPE"], sec_files, expect_failure=True
+    )
 
     failed = summary.datasets["fundamentals"].failed_symbols
     assert list(failed) == ["NOPE"] and "no companyfacts file for NOPE" in failed["NOPE"]

@@ -5,12 +5,11 @@ Both are partitioned by (session, symbol key) like the bars, with ranged runs. A
 `filed` date is that session; a run fetches each symbol's companyfacts once and keeps the
 facts of its own partitions (market_assets.core.fundamentals.ingest counts the rest).
 
-`fundamental_ratios` reads the raw daily bars of its own partitions through Dagster, and the
-symbol's whole stored fundamentals history straight from the lake (facts of every filing date
-up to the run's last session; the point-in-time view drops those filed after each session). A
-partition mapping over every earlier session would make Dagster resolve thousands of upstream
-keys per run, so `fundamentals` is a non-input dependency (`deps`): the lineage shows in the
-UI and automation, the read is ours.
+`fundamental_ratios` reads, from the lake, the raw daily bars of its own partitions and the
+symbol's whole stored fundamentals history (facts of every filing date up to the run's last
+session; the point-in-time view drops those filed after each session). Both upstream assets
+are plain `deps`: the lineage shows in the UI and automation, the reads are ours (see
+defs/io_managers.py for why not through Dagster's input loading).
 """
 
 import datetime as dt
@@ -19,7 +18,6 @@ import time
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetKey,
     AssetsDefinition,
     AutomationCondition,
@@ -39,7 +37,8 @@ from market_assets.defs.assets.bars import (
     _primary_provider,
     vendor_pool,
 )
-from market_assets.defs.partitions import resolve_partition_keys, session_symbol_partitions
+from market_assets.defs.io_managers import RectangleOutput, step_rectangle
+from market_assets.defs.partitions import session_symbol_partitions
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.routing import registry_for_run
 
@@ -66,7 +65,7 @@ def fundamentals_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
     def _fundamentals(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
         app_config = platform.app_config()
-        rectangle = resolve_partition_keys(context.partition_keys, app_config.symbol_partitions)
+        rectangle = step_rectangle(context, platform)
         registry = registry_for_run(
             platform,
             name,
@@ -99,7 +98,7 @@ def fundamentals_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         if not frame.is_empty():
             metadata["first_filed"] = str(frame["filed"].min())
             metadata["last_filed"] = str(frame["filed"].max())
-        return Output(frame, metadata=metadata)
+        return Output(RectangleOutput(frame, placed.failures), metadata=metadata)
 
     return _fundamentals
 
@@ -119,19 +118,17 @@ def fundamental_ratios_asset(
         partitions_def=session_symbol_partitions(fundamentals.start, config.exchange),
         backfill_policy=_backfill_policy(fundamentals, len(config.symbol_partitions.keys)),
         io_manager_key=FUNDAMENTALS_IO_MANAGER_KEY,
-        ins={"bars": AssetIn(key=DAILY_BARS)},
-        deps=[AssetKey(parent)],
+        deps=[AssetKey(parent), AssetKey(DAILY_BARS)],
         kinds={"polars", "parquet"},
         metadata={"derived_from": f"{parent} (read from the lake), {DAILY_BARS} raw close"},
         automation_condition=AutomationCondition.eager(),
     )
-    def _ratios(
-        context: AssetExecutionContext, platform: PlatformResource, bars: pl.DataFrame
-    ) -> Output:
+    def _ratios(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
         app_config = platform.app_config()
-        rectangle = resolve_partition_keys(context.partition_keys, app_config.symbol_partitions)
+        rectangle = step_rectangle(context, platform)
         lake = platform.lake()
+        bars = lake.read_partitions(DAILY_BARS, list(rectangle.pairs))
         end = rectangle.sessions[-1] + dt.timedelta(days=1)
         facts = lake.read(parent, rectangle.symbols, fundamentals.start, end)
         actions = lake.read("corporate_actions", rectangle.symbols, fundamentals.start, end)

@@ -52,7 +52,7 @@ from market_assets.core.rules.engine import RULES_BY_NAME
 from market_assets.core.stores.check_results import CHECK_RESULT_SCHEMA, CheckResultsStore
 from market_assets.core.stores.layout import GRANULARITY_DATASET
 from market_assets.defs.checks.inputs import gather_inputs
-from market_assets.defs.events import StepEventRecorder, deferred, step_of
+from market_assets.defs.events import deferred, record_evaluations, step_of
 from market_assets.defs.partitions import split_partition_key
 from market_assets.defs.resources import PlatformResource
 
@@ -138,10 +138,7 @@ def run_quality_check(
     evaluations = list(_evaluations_by_key(check_key, rows, keys, targets, blocking))
     prepared = time.perf_counter()
     step = step_of(context)
-    if deferred(step):
-        StepEventRecorder(step).evaluated(evaluations)
-    else:
-        yield from evaluations
+    yield from record_evaluations(step, evaluations)
     recorded = time.perf_counter()
     failed = [e for e in evaluations if not e.passed]
     errors = sum(1 for e in failed if e.severity is AssetCheckSeverity.ERROR)

@@ -1,7 +1,7 @@
 """Partitioned `quality` checks on fundamentals and fundamental_ratios.
 
 One check per asset, partitioned like it and non-blocking (a filer's defect must not stop the
-other symbols' ratios); it yields one `AssetCheckEvaluation(partition=key)` per partition key
+other symbols' ratios); it records one `AssetCheckEvaluation(partition=key)` per partition key
 of the run (see defs/checks/bars.py for why), failed with ERROR when an ERROR rule fails,
 WARN otherwise, the rules' results in its metadata. A partition without facts (most sessions:
 a company files a few times a year) passes with nothing to judge.
@@ -38,6 +38,7 @@ from market_assets.core.fundamentals.rules import (
     judge_ratios,
 )
 from market_assets.defs.checks.bars import target_materializations
+from market_assets.defs.events import record_evaluations
 from market_assets.defs.partitions import split_partition_key
 from market_assets.defs.resources import PlatformResource
 
@@ -134,10 +135,14 @@ def _check(
                 "symbol", "session", as_dict=True
             ).items()
         }
+        evaluations = []
         for key in keys:
             rows = [by_pair[p] for p in members[key] if p in by_pair]
             judged = pl.concat(rows) if rows else results.clear()
-            yield _evaluation(spec.key, key, judged, members[key], facts, targets.get(key))
+            evaluations.append(
+                _evaluation(spec.key, key, judged, members[key], facts, targets.get(key))
+            )
+        yield from record_evaluations(context, evaluations)
         yield Output(
             None,
             output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
