@@ -360,3 +360,99 @@ TICK_MODELS: dict[str, type[pa.DataFrameModel]] = {
     "tbbo": TbboModel,
     "statistics": StatisticsModel,
 }
+
+
+OPTION_QUOTE_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),  # the session the snapshot belongs to (the partition)
+    "ts": TS_DTYPE,  # snapshot time: the session close for end-of-day chains
+    "symbol": pl.String(),  # the underlying's ticker (the partition's symbol)
+    "contract": pl.String(),  # the vendor's contract symbol (padded or compact OSI)
+    "multiplier": pl.Int64(),  # shares per contract when the vendor says; null otherwise
+    "adjusted": pl.Boolean(),  # the vendor flags a non-standard deliverable; null if silent
+    "bid": pl.Float64(),
+    "ask": pl.Float64(),
+    "bid_size": pl.Int64(),
+    "ask_size": pl.Int64(),
+    "quote_ts": TS_DTYPE,  # when the vendor's quote was made
+    "last": pl.Float64(),  # last trade price
+    "last_ts": TS_DTYPE,
+    "volume": pl.Int64(),  # contracts traded in the session
+    "open_interest": pl.Int64(),
+    "vendor_iv": pl.Float64(),
+    "vendor_delta": pl.Float64(),
+    "vendor_gamma": pl.Float64(),
+    "vendor_vega": pl.Float64(),
+    "vendor_theta": pl.Float64(),
+    "vendor_rho": pl.Float64(),
+    "underlying_price": pl.Float64(),  # the vendor's underlying price, when it sends one
+    "underlying_ts": TS_DTYPE,
+    "source": pl.String(),
+}
+"""What an OptionsSource returns: one row per contract and snapshot, as the vendor gave it.
+`market_assets.core.options.chain` turns it into OPTION_CHAIN_SCHEMA."""
+
+OPTION_CHAIN_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),
+    "ts": TS_DTYPE,
+    "symbol": pl.String(),
+    "contract": pl.String(),  # padded 21-character OSI symbol, e.g. "AAPL  250221C00250000"
+    "root": pl.String(),  # OSI root; adjusted series have their own (AAPL1)
+    "expiration": pl.Date(),
+    "kind": pl.String(),  # call or put
+    "strike": pl.Float64(),
+    "multiplier": pl.Int64(),
+    "adjusted": pl.Boolean(),  # non-standard deliverable: kept apart, never merged
+    "exercise_style": pl.String(),  # american or european
+    "bid": pl.Float64(),
+    "ask": pl.Float64(),
+    "bid_size": pl.Int64(),
+    "ask_size": pl.Int64(),
+    "quote_ts": TS_DTYPE,
+    "last": pl.Float64(),
+    "last_ts": TS_DTYPE,
+    "volume": pl.Int64(),
+    "open_interest": pl.Int64(),
+    "vendor_iv": pl.Float64(),
+    "vendor_delta": pl.Float64(),
+    "vendor_gamma": pl.Float64(),
+    "vendor_vega": pl.Float64(),
+    "vendor_theta": pl.Float64(),
+    "vendor_rho": pl.Float64(),
+    "iv_price": pl.Float64(),  # the option price the IV is implied from (quote midpoint)
+    "underlying_price": pl.Float64(),
+    "underlying_ts": TS_DTYPE,
+    "underlying_source": pl.String(),  # vendor, or bars_1d:<source> (the session's close)
+    "rate": pl.Float64(),  # risk-free rate, continuously compounded
+    "rate_source": pl.String(),
+    "dividend_yield": pl.Float64(),  # continuous dividend yield
+    "time_to_expiry": pl.Float64(),  # years, ACT/365, from ts to 16:00 New York on expiration
+    "expiry_convention": pl.String(),
+    "iv": pl.Float64(),  # recomputed Black-Scholes-Merton implied volatility
+    "delta": pl.Float64(),
+    "gamma": pl.Float64(),
+    "vega": pl.Float64(),  # per 1 volatility point
+    "theta": pl.Float64(),  # per calendar day
+    "rho": pl.Float64(),  # per 1 rate point
+    "iv_status": pl.String(),  # ok, or why there is no IV (market_assets.core.options.greeks)
+    "source": pl.String(),
+}
+"""One row per (contract, ts): the stored `options_chains` dataset (docs/data_dictionary.md)."""
+
+TABLE_SCHEMAS["options_chains"] = OPTION_CHAIN_SCHEMA
+
+
+class OptionChainModel(pa.DataFrameModel):
+    """One contract in one chain snapshot (schema-level; the value rules are asset checks)."""
+
+    session: pl.Date = pa.Field()
+    ts: DateTime = pa.Field(dtype_kwargs={"time_unit": "us", "time_zone": "UTC"})
+    symbol: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    contract: str = pa.Field(str_length={"min_value": 21, "max_value": 21})
+    root: str = pa.Field(str_length={"min_value": 1, "max_value": 6})
+    expiration: pl.Date = pa.Field()
+    kind: str = pa.Field(isin=["call", "put"])
+    strike: float = pa.Field(gt=0)
+
+    class Config:
+        strict = False
+        unique = ["contract", "ts"]

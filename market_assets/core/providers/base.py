@@ -220,3 +220,38 @@ class FundamentalsSource(Protocol):
     name: str
 
     def fetch_fundamentals(self, request: FundamentalsRequest) -> FetchResult: ...
+
+
+@dataclass(frozen=True)
+class OptionChainRequest:
+    """Option chains of the underlyings `symbols` for the sessions in [start, end): start
+    inclusive, end exclusive, both session dates (exchange-local).
+
+    `snapshot_times` are New York times of intraday snapshots; empty means one end-of-day
+    snapshot per session, stamped at the session close.
+    """
+
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+    snapshot_times: tuple[dt.time, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "symbols", tuple(validate_symbols(self.symbols)))
+        if not self.start < self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end} (end exclusive)")
+
+    def for_symbols(self, symbols: tuple[str, ...]) -> OptionChainRequest:
+        return OptionChainRequest(symbols, self.start, self.end, self.snapshot_times)
+
+
+@runtime_checkable
+class OptionsSource(Protocol):
+    """A provider of option chain snapshots (OPTION_QUOTE_SCHEMA, one row per contract and
+    snapshot); greeks and IV are recomputed downstream (market_assets.core.options.chain)."""
+
+    name: str
+
+    def fetch_options(self, request: OptionChainRequest) -> FetchResult:
+        """Fetch chains; same failure contract as `BarSource.fetch_bars`."""
+        ...

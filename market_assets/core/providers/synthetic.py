@@ -45,10 +45,16 @@ from market_assets.core.providers.base import (
     ActionsRequest,
     BarRequest,
     FetchResult,
+    OptionChainRequest,
     TransientError,
     UnknownSymbolError,
 )
-from market_assets.core.schemas import ACTION_SCHEMA, conform_bars, empty_bars
+from market_assets.core.schemas import (
+    ACTION_SCHEMA,
+    OPTION_QUOTE_SCHEMA,
+    conform_bars,
+    empty_bars,
+)
 from market_assets.core.symbols import validate_symbol, validate_symbols
 from market_assets.core.transforms.resample import resample_bars, session_schedule
 
@@ -66,6 +72,7 @@ REVERSE_SPLIT_RATIO = 0.1
 MIN_SESSIONS_BETWEEN_SPLITS = 250
 PRICE_FLOOR = 0.01
 IGNORED_SETTINGS = ("api_key_env", "secret_key_env", "requests_per_minute")
+OPTION_SETTINGS = ("option_strikes", "option_rate")  # shape the generated option chains
 
 
 def _stream_key(symbol: str, seed: int, purpose: str) -> int:
@@ -475,9 +482,11 @@ def synthetic_actions(symbol: str, seed: int = 7, exchange: str = "XNYS") -> pl.
 
 
 class SyntheticProvider:
-    """Generated (not real) bars and corporate actions, deterministic per (symbol, seed).
+    """Generated (not real) bars, corporate actions and option chains, deterministic per
+    (symbol, seed).
 
-    Serves 1m and 1d directly and 5m, 15m, 1h by resampling its 1m bars. Test seams:
+    Serves 1m and 1d directly and 5m, 15m, 1h by resampling its 1m bars; option chains come
+    from synthetic_options (`option_strikes` per expiration, priced at `option_rate`). Test seams:
     symbols in `unknown_symbols` are answered like a vendor that does not list them, and
     the first `transient_failures` calls raise TransientError.
     """
@@ -490,6 +499,8 @@ class SyntheticProvider:
         seed: int = 7,
         unknown_symbols: frozenset[str] = frozenset(),
         transient_failures: int = 0,
+        option_strikes: int = 9,
+        option_rate: float = 0.04,
     ) -> None:
         if transient_failures < 0:
             raise ValueError(f"transient_failures must be >= 0, got {transient_failures}")
@@ -498,6 +509,8 @@ class SyntheticProvider:
         self.transient_failures = int(transient_failures)
         self.calls = 0
         self._exchange = get_calendar().exchange
+        self.option_strikes = int(option_strikes)
+        self.option_rate = float(option_rate)
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any]) -> SyntheticProvider:
@@ -513,16 +526,19 @@ class SyntheticProvider:
             raise ValueError(f"SyntheticProvider cannot be built from kind {kind!r}")
         for key in IGNORED_SETTINGS:
             options.pop(key, None)
-        unknown = set(options) - {"seed", "unknown_symbols", "transient_failures"}
+        allowed = {"seed", "unknown_symbols", "transient_failures", *OPTION_SETTINGS}
+        unknown = set(options) - allowed
         if unknown:
             raise ValueError(
                 f"unknown setting(s) {sorted(unknown)} for the synthetic provider; "
-                "allowed: seed, unknown_symbols, transient_failures"
+                f"allowed: {', '.join(sorted(allowed))}"
             )
         return cls(
             seed=int(options.get("seed", 7)),
             unknown_symbols=frozenset(options.get("unknown_symbols", ())),
             transient_failures=int(options.get("transient_failures", 0)),
+            option_strikes=int(options.get("option_strikes", 9)),
+            option_rate=float(options.get("option_rate", 0.04)),
         )
 
     def fetch_bars(self, request: BarRequest) -> FetchResult:
@@ -564,6 +580,38 @@ class SyntheticProvider:
             for symbol in known
         ]
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=ACTION_SCHEMA)
+        return FetchResult(frame=frame, source=SOURCE, requests=1, failures=failures)
+
+    def fetch_options(self, request: OptionChainRequest) -> FetchResult:
+        """Generated chains (synthetic_options.synthetic_chain) of every session in
+        [request.start, request.end), `option_strikes` strikes per expiration, priced at
+        `option_rate`."""
+        from market_assets.core.providers.synthetic_options import synthetic_chain
+
+        context = {
+            "vendor": SOURCE,
+            "dataset": "options_chains",
+            "start": request.start,
+            "end": request.end,
+        }
+        known, failures = self._admit(request.symbols, context)
+        sessions = get_calendar(self._exchange).sessions(
+            request.start, request.end - dt.timedelta(days=1)
+        )
+        frames = [
+            synthetic_chain(
+                symbol,
+                session,
+                seed=self.seed,
+                exchange=self._exchange,
+                snapshot_times=request.snapshot_times,
+                strikes=self.option_strikes,
+                rate=self.option_rate,
+            )
+            for symbol in known
+            for session in sessions
+        ]
+        frame = pl.concat(frames) if frames else pl.DataFrame(schema=OPTION_QUOTE_SCHEMA)
         return FetchResult(frame=frame, source=SOURCE, requests=1, failures=failures)
 
     def _admit(

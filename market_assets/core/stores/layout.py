@@ -134,6 +134,16 @@ _TABLE_LAYOUTS: dict[str, DatasetLayout] = {
         intraday=False,
         filename="ratios.parquet",
     ),
+    # One chain file per underlying and session (every snapshot of the session, every
+    # expiration): options/{symbol}/{YYYY}/{MM}/{DD}/chain.parquet. Rows carry their session.
+    "options_chains": DatasetLayout(
+        "options_chains",
+        "options",
+        "day",
+        intraday=True,
+        filename="chain.parquet",
+        session_column="session",
+    ),
 }
 
 GRANULARITY_DATASET = {

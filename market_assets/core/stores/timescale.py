@@ -362,7 +362,7 @@ class TimescaleStore:
 
 
 # Session x symbol datasets that are not bar tables but have a table in sql/.
-TABLE_DATASETS = ("corporate_actions",)
+TABLE_DATASETS = ("corporate_actions", "options_chains")
 
 
 def _check_dataset(dataset: str) -> None:

@@ -1,0 +1,1 @@
+"""Options chains: contract identity, pricing inputs, implied volatility and greeks, rules."""
