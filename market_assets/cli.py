@@ -109,6 +109,7 @@ def demo(
     universe: Annotated[str, typer.Option(help="Universe from configs/universes.yaml.")] = "demo",
     minute_sessions: Annotated[int, typer.Option(help="Sessions of 1-minute bars.")] = 5,
     daily_sessions: Annotated[int, typer.Option(help="Sessions of daily bars.")] = 60,
+    option_sessions: Annotated[int, typer.Option(help="Sessions of option chains.")] = 5,
     dagster_home: DagsterHome = None,
     data_dir: DataDir = None,
     config_dir: ConfigDir = None,
@@ -131,8 +132,9 @@ def demo(
         AssetKey(n)
         for n, d in config.datasets.items()
         if d.granularity != "1d"
-        # Bars only: ticks cost money; corporate actions run with the daily bars below;
-        # fundamentals (SEC) and the other families are not part of the offline demo.
+        # Bars only: ticks cost money; corporate actions run with the daily bars below; options
+        # get their own runs after the daily bars that price them; fundamentals (SEC) and the
+        # other families are not part of the offline demo.
         and d.kind == "bars"
     ]
     daily = [AssetKey(n) for n, d in config.datasets.items() if d.granularity == "1d"]
@@ -142,9 +144,11 @@ def demo(
         for key in map(AssetKey, ("corporate_actions", "bars_1d_adjusted", "indicators"))
         if key in present
     ]
+    options = [AssetKey(n) for n, d in config.datasets.items() if d.kind == "options"]
     plan = [
         (minute, calendar.last_completed_sessions(minute_sessions), minute_sessions),
         (daily, calendar.last_completed_sessions(daily_sessions), daily_sessions),
+        (options, calendar.last_completed_sessions(option_sessions), option_sessions),
     ]
     summary = RunSummary()
     # Entering the instance makes it the context Dagster resolves definitions against.
@@ -290,8 +294,8 @@ def query(
     dataset: Annotated[
         str,
         typer.Argument(
-            help="bars_1m, bars_5m, bars_15m, bars_1h, bars_1d, fundamentals (point in time, "
-            "--as-of), fundamental_ratios"
+            help="bars_1m, bars_5m, bars_15m, bars_1h, bars_1d, options_chains (--as-of), "
+            "fundamentals (point in time, --as-of), fundamental_ratios"
         ),
     ],
     symbols: Annotated[str, typer.Argument(help="Comma-separated symbols.")],
@@ -304,25 +308,39 @@ def query(
     data_dir: DataDir = None,
     dsn: Annotated[str | None, typer.Option(help="Read TimescaleDB/PostgreSQL instead.")] = None,
     as_of: Annotated[
-        str | None, typer.Option(help="fundamentals: as known at the end of this date (today).")
+        str | None,
+        typer.Option(
+            help="fundamentals: as known at the end of this date (default today); "
+            "options_chains: the chain as of this date (its session's close) or UTC datetime "
+            "(latest snapshot at or before it)."
+        ),
     ] = None,
     fields: Annotated[
         str | None, typer.Option(help="fundamentals: comma-separated fields (default all).")
     ] = None,
 ) -> None:
-    """Print or export bars in [start, end) from the lake (or PostgreSQL with --dsn), or
-    fundamentals as known on --as-of."""
+    """Print or export bars in [start, end) from the lake (or PostgreSQL with --dsn), an
+    option chain as of a moment, or fundamentals as known on --as-of."""
     from market_assets.core.errors import MarketAssetsError
     from market_assets.core.stores.layout import _LAYOUTS
     from market_assets.query import MarketData
 
+    symbol_list = [s.strip() for s in symbols.split(",") if s.strip()]
+    market = MarketData(root=data_dir, dsn=dsn)
+    if dataset == "options_chains":
+        if as_of is None:
+            _fail("options_chains needs --as-of DATE (or a UTC datetime)")
+        try:
+            frame = _concat(market.option_chain(symbol, as_of) for symbol in symbol_list)
+        except (MarketAssetsError, ValueError) as exc:
+            _fail(str(exc))
+        _emit(frame.select(CHAIN_TABLE_COLUMNS) if format == "table" else frame, format, out)
+        return
     granularity = {n: g for g, n in _granularity_map().items()}.get(dataset)
     if granularity is None and dataset not in FUNDAMENTAL_QUERIES:
         _fail(f"unknown dataset {dataset!r}; one of {sorted([*_LAYOUTS, *FUNDAMENTAL_QUERIES])}")
     if dataset != "fundamentals" and (start is None or end is None):
         _fail(f"{dataset} needs --start and --end")
-    symbol_list = [s.strip() for s in symbols.split(",") if s.strip()]
-    market = MarketData(root=data_dir, dsn=dsn)
     try:
         if dataset == "fundamentals":
             wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
@@ -339,6 +357,25 @@ def query(
             )
     except (MarketAssetsError, ValueError) as exc:
         _fail(str(exc))
+    _emit(frame, format, out)
+
+
+CHAIN_TABLE_COLUMNS = [
+    *("symbol", "contract", "expiration", "strike", "kind", "bid", "ask", "last", "volume"),
+    *("open_interest", "iv", "delta", "gamma", "vega", "theta", "iv_status"),
+]
+"""Columns `query options_chains --format table` prints (csv and parquet hold them all)."""
+
+
+def _concat(frames):  # noqa: ANN001, ANN202 - polars frames, imported lazily
+    """Concatenate query results (polars imported only when a query runs)."""
+    import polars as pl
+
+    return pl.concat(list(frames))
+
+
+def _emit(frame, format: str, out: Path | None) -> None:  # noqa: ANN001, A002
+    """Print a frame as a table, or write it as CSV (stdout or --out) or Parquet (--out)."""
     if format == "table":
         console.print(frame)
         console.print(f"{len(frame):,} rows")

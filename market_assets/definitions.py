@@ -7,6 +7,7 @@ from dagster import AssetKey, Definitions
 from market_assets.core.config import AppConfig
 from market_assets.defs.adjustments import build_adjustment_definitions
 from market_assets.defs.assets.bars import IO_MANAGER_KEY, build_bar_assets
+from market_assets.defs.assets.options import OPTIONS_KIND, build_options_definitions
 from market_assets.defs.assets.ticks import TICK_KIND, build_tick_definitions
 from market_assets.defs.automation.schedules import build_after_close_schedule
 from market_assets.defs.automation.sensors import build_universe_sensor
@@ -48,7 +49,11 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
     core = Definitions(
         assets=bar_assets,
         schedules=schedules,
-        sensors=[build_universe_sensor(fetched)],
+        sensors=[
+            build_universe_sensor(
+                {n: k for n, k in fetched.items() if config.datasets[n].kind != OPTIONS_KIND}
+            )
+        ],
         resources={
             "platform": platform,
             IO_MANAGER_KEY: BarsIOManager(platform=platform),
@@ -60,6 +65,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
         build_tick_definitions(config, platform),
         build_quality_definitions(bar_assets),
         build_fundamentals_definitions(config, platform),
+        build_options_definitions(config, platform),
     )
 
 

@@ -230,6 +230,36 @@ class MarketData:
         lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
         return self._lake.read("fundamental_ratios", symbol_list, lo, hi)
 
+    def option_chain(
+        self,
+        symbol: str,
+        as_of: TimeBound,
+        expirations: Sequence[TimeBound] | None = None,
+        strikes: Sequence[float] | tuple[float, float] | None = None,
+        kind: Literal["call", "put"] | None = None,
+    ) -> pl.DataFrame:
+        """The option chain of underlying `symbol` as of `as_of`: a date means that session's
+        end-of-day chain, a datetime (naive = UTC) the latest snapshot at or before it.
+
+        Columns of docs/data_dictionary.md (options chains): contract, expiration, strike,
+        kind ('call'/'put'), bid, ask, iv, delta, gamma, vega, theta, the vendor's greeks and
+        every pricing input. `strikes` is a list, or a (low, high) tuple (inclusive).
+        """
+        from market_assets.core.options.query import option_chain
+
+        moment = _as_of(as_of)
+        days = [to_utc(e, name="expirations").date() for e in expirations or []]
+        return option_chain(
+            self._lake, symbol, moment, days if expirations is not None else None, strikes, kind
+        )
+
+    def option_history(self, contract: str, start: TimeBound, end: TimeBound) -> pl.DataFrame:
+        """Every stored snapshot of one contract (OSI symbol) with ts in [start, end)."""
+        from market_assets.core.options.query import option_history
+
+        lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
+        return option_history(self._lake, contract, lo, hi)
+
     def export(
         self,
         symbols: str | Sequence[str],
@@ -251,3 +281,17 @@ class MarketData:
         else:
             raise ValueError(f"format={format!r} must be 'csv' or 'parquet'")
         return len(frame)
+
+
+def _as_of(value: TimeBound) -> dt.date | dt.datetime:
+    """A date (or a date-only string) stays a date; anything with a time is a UTC datetime."""
+    if isinstance(value, dt.datetime):
+        return to_utc(value, name="as_of")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and len(value.strip()) == 10:
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"as_of={value!r} is not an ISO date or datetime") from None
+    return to_utc(value, name="as_of")

@@ -259,3 +259,26 @@ def iv_coverage(build: ChainBuild) -> float:
     """Share of rows with a recomputed IV (0 when there are none)."""
     total = sum(build.iv_status_counts.values())
     return build.iv_status_counts.get(STATUS_OK, 0) / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class PartitionChains:
+    """What one run fetched and built for its partitions."""
+
+    fetched: FetchResult
+    built: ChainBuild
+
+
+def chains_for_partitions(
+    registry: ProviderRegistry,
+    partitions: Sequence[tuple[str, dt.date]],
+    settings: OptionsSettings,
+    config_dir: str,
+    underlying_bars: pl.DataFrame | None = None,
+    calendar: TradingCalendar | None = None,
+) -> PartitionChains:
+    """Fetch and build the chains of `partitions` (the `options_chains` asset's body)."""
+    fetched = fetch_partition_options(registry, partitions, settings.snapshot_times())
+    rates = RateSource(settings.pricing.rate, config_dir)
+    built = build_chain(fetched.frame, settings, rates, underlying_bars, calendar)
+    return PartitionChains(fetched=fetched, built=built)
