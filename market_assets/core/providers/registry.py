@@ -70,6 +70,7 @@ PROVIDER_KINDS: dict[str, str] = {
     "alpaca": "market_assets.core.providers.alpaca:AlpacaProvider",
     "databento": "market_assets.core.providers.databento:DatabentoProvider",
     "sec_edgar": "market_assets.core.providers.sec_edgar:SecEdgarProvider",
+    "databento_options": "market_assets.core.providers.databento.options:DatabentoOptionsProvider",
 }
 """Provider kind -> "module:Class". Each class offers `from_config(settings)`. Modules are
 imported only when a configured provider uses them, so a vendor's client library is needed
