@@ -348,7 +348,10 @@ class TimescaleStore:
             return pl.DataFrame(schema={n: schema[n] for n in names})
         timestamps = [n for n in names if schema[n] == TS_DTYPE]
         nanoseconds = [n for n in names if schema[n] == TICK_TS_DTYPE]
-        stored = {n: pl.Int64() for n in nanoseconds} | {n: pl.String() for n in timestamps}
+        booleans = [n for n in names if schema[n] == pl.Boolean()]  # CSV spells them t / f
+        stored = {n: pl.Int64() for n in nanoseconds} | {
+            n: pl.String() for n in (*timestamps, *booleans)
+        }
         frame = pl.read_csv(
             bytes(buffer),
             has_header=False,
@@ -358,6 +361,7 @@ class TimescaleStore:
         return frame.with_columns(
             *(pl.col(n).str.strptime(TS_DTYPE, _CSV_TS_FORMAT) for n in timestamps),
             *(pl.col(n).cast(TICK_TS_DTYPE) for n in nanoseconds),
+            *(pl.col(n).replace_strict({"t": True, "f": False}, default=None) for n in booleans),
         )
 
 
