@@ -32,11 +32,12 @@ import polars as pl
 from market_assets.core.calendar import TradingCalendar, get_calendar
 from market_assets.core.options.contracts import STANDARD_MULTIPLIER, parse_osi_column
 from market_assets.core.options.greeks import STATUS_OK, add_greeks
+from market_assets.core.options.quotes import conform_quotes, empty_quotes
 from market_assets.core.options.rates import RateSource
 from market_assets.core.options.settings import OptionsSettings
 from market_assets.core.providers.base import FetchResult, OptionChainRequest
 from market_assets.core.providers.registry import ProviderRegistry
-from market_assets.core.schemas import OPTION_CHAIN_SCHEMA, OPTION_QUOTE_SCHEMA, TS_DTYPE
+from market_assets.core.schemas import OPTION_CHAIN_SCHEMA, TS_DTYPE
 from market_assets.core.stores.layout import EXCHANGE_TZ
 
 OPTIONS_ROUTE = "options_chains"
@@ -44,10 +45,6 @@ EXPIRY_TIME = dt.time(16, 0)  # New York: equity options stop trading at the clo
 EXPIRY_CONVENTION = "act365_to_1600NY"
 SECONDS_PER_YEAR = 365 * 86_400
 SYNTHETIC = "synthetic"
-
-
-def empty_quotes() -> pl.DataFrame:
-    return pl.DataFrame(schema=OPTION_QUOTE_SCHEMA)
 
 
 def empty_chain() -> pl.DataFrame:
@@ -64,17 +61,6 @@ def snapshot_instants(
         dt.datetime.combine(session, moment, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
         for moment in times
     ]
-
-
-def conform_quotes(frame: pl.DataFrame) -> pl.DataFrame:
-    """Cast and order a provider's rows to OPTION_QUOTE_SCHEMA (missing columns are null)."""
-    missing = [c for c in ("session", "ts", "symbol", "contract") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"option quote frame is missing required column(s) {missing}")
-    return frame.select(
-        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
-        for name, dtype in OPTION_QUOTE_SCHEMA.items()
-    )
 
 
 def underlying_closes(bars: pl.DataFrame | None, calendar: TradingCalendar) -> pl.DataFrame:

@@ -15,6 +15,8 @@ What it serves, and how it maps Alpaca onto the canonical tables:
   session-aligned (9:30 ...), so 1h is not offered: derive it from 1m.
 - Splits and cash dividends from `CorporateActionsClient.get_corporate_actions`: forward and
   reverse splits with ratio = new_rate / old_rate, cash dividends with amount = rate (USD).
+- Option chain snapshots from `OptionHistoricalDataClient.get_option_chain` (feed
+  `option_feed`: indicative or opra); see alpaca_options.
 
 Bulk fetching: one `get_stock_bars` call covers up to `SYMBOLS_PER_REQUEST` symbols over the
 whole range; alpaca-py follows `next_page_token` itself until the last page, and every page is
@@ -46,12 +48,21 @@ from typing import Any
 import polars as pl
 import requests
 from alpaca.common.exceptions import APIError
-from alpaca.data.enums import Adjustment, CorporateActionsType, DataFeed
+from alpaca.data.enums import Adjustment, CorporateActionsType, DataFeed, OptionsFeed
 from alpaca.data.historical.corporate_actions import CorporateActionsClient
+from alpaca.data.historical.option import OptionHistoricalDataClient
 from alpaca.data.historical.stock import StockHistoricalDataClient
-from alpaca.data.requests import CorporateActionsRequest, StockBarsRequest
+from alpaca.data.requests import CorporateActionsRequest, OptionChainRequest, StockBarsRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
+from market_assets.core.calendar import get_calendar
+from market_assets.core.options.quotes import empty_quotes
+from market_assets.core.providers import base
+from market_assets.core.providers.alpaca_options import (
+    OPTION_FEEDS,
+    check_latest_session,
+    snapshot_rows,
+)
 from market_assets.core.providers.base import (
     ActionsRequest,
     AuthError,
@@ -134,9 +145,16 @@ class AlpacaProvider:
         secret_key_env: str = DEFAULT_SECRET_KEY_ENV,
         feed: str = "iex",
         session: requests.Session | None = None,
+        option_feed: str = "indicative",
+        now: Any = None,
     ) -> None:
         if feed not in FEEDS:
             raise ValueError(f"feed {feed!r} is not one of {sorted(FEEDS)}")
+        if option_feed not in OPTION_FEEDS:
+            raise ValueError(f"option_feed {option_feed!r} is not one of {list(OPTION_FEEDS)}")
+        self.option_feed = option_feed
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
+        self._options: OptionHistoricalDataClient | None = None
         self.api_key_env = api_key_env
         self.secret_key_env = secret_key_env
         self.feed = feed
@@ -158,7 +176,7 @@ class AlpacaProvider:
         if kind != VENDOR:
             raise ValueError(f"AlpacaProvider cannot be built from kind {kind!r}")
         options.pop("requests_per_minute", None)
-        allowed = {"api_key_env", "secret_key_env", "feed"}
+        allowed = {"api_key_env", "secret_key_env", "feed", "option_feed"}
         unknown = set(options) - allowed
         if unknown:
             raise ValueError(
@@ -170,6 +188,7 @@ class AlpacaProvider:
             secret_key_env=str(options.get("secret_key_env") or DEFAULT_SECRET_KEY_ENV),
             feed=str(options.get("feed", "iex")),
             session=make_session(),
+            option_feed=str(options.get("option_feed", "indicative")),
         )
 
     def fetch_bars(self, request: BarRequest) -> FetchResult:
@@ -283,6 +302,65 @@ class AlpacaProvider:
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=ACTION_SCHEMA)
         frame = frame.sort("symbol", "ex_date", "action_type")
         return FetchResult(frame=frame, source=VENDOR, requests=self.http_requests - before)
+
+    def fetch_options(self, request: base.OptionChainRequest) -> FetchResult:
+        """The latest option chain snapshot of each underlying (see alpaca_options), stamped
+        at the latest completed session's close; one paginated request per underlying."""
+        context = {"dataset": "options_chains", "start": request.start, "end": request.end}
+        where = {"vendor": VENDOR, "symbols": request.symbols, **context}
+        session = check_latest_session(request, self._now(), where)
+        close = get_calendar().session_open_close(session)[1]
+        client = self._option_client(where)
+        before = self.http_requests
+        frames: list[pl.DataFrame] = []
+        failures: dict[str, str] = {}
+        for symbol in request.symbols:
+            params = OptionChainRequest(
+                underlying_symbol=symbol, feed=OptionsFeed(self.option_feed)
+            )
+            raw = self._call(lambda p=params: client.get_option_chain(p), (symbol,), context)
+            try:
+                frame = snapshot_rows(symbol, session, raw if isinstance(raw, dict) else {}, close)
+            except (ValueError, TypeError, pl.exceptions.PolarsError) as error:
+                failures[symbol] = str(
+                    PermanentError(
+                        f"malformed Alpaca option snapshots: {error}",
+                        **{**where, "symbols": (symbol,)},
+                    )
+                )
+                continue
+            if frame.is_empty():
+                failures[symbol] = str(
+                    NoDataError(
+                        f"Alpaca ({self.option_feed} feed) lists no option contracts of {symbol}",
+                        **{**where, "symbols": (symbol,)},
+                    )
+                )
+            frames.append(frame)
+        frame = pl.concat(frames) if frames else empty_quotes()
+        if frame.is_empty():
+            raise NoDataError(
+                f"Alpaca ({self.option_feed} feed) returned no option snapshots", **where
+            )
+        return FetchResult(
+            frame=frame,
+            source=VENDOR,
+            requests=self.http_requests - before,
+            failures=failures,
+            notes={"option_feed": self.option_feed},
+        )
+
+    def _option_client(self, where: dict[str, Any]) -> OptionHistoricalDataClient:
+        """alpaca-py's option client on the provider's session (keys as for bars)."""
+        if self._options is None:
+            self._clients(where)
+            api_key = os.environ.get(self.api_key_env, "")
+            secret_key = os.environ.get(self.secret_key_env, "")
+            client = OptionHistoricalDataClient(api_key, secret_key, raw_data=True)
+            client._session = self.session
+            client._retry = 0
+            self._options = client
+        return self._options
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """Session response hook: one HTTP request answered (every page counts)."""
