@@ -107,9 +107,10 @@ def _print_summary(summary, data_root: str, title: str, order: list[str]) -> Non
 @app.command()
 def demo(
     universe: Annotated[str, typer.Option(help="Universe from configs/universes.yaml.")] = "demo",
-    minute_sessions: Annotated[int, typer.Option(help="Sessions of 1-minute bars.")] = 5,
+    minute_sessions: Annotated[
+        int, typer.Option(help="Sessions of 1-minute bars (and of option chains).")
+    ] = 5,
     daily_sessions: Annotated[int, typer.Option(help="Sessions of daily bars.")] = 60,
-    option_sessions: Annotated[int, typer.Option(help="Sessions of option chains.")] = 5,
     dagster_home: DagsterHome = None,
     data_dir: DataDir = None,
     config_dir: ConfigDir = None,
@@ -148,7 +149,7 @@ def demo(
     plan = [
         (minute, calendar.last_completed_sessions(minute_sessions), minute_sessions),
         (daily, calendar.last_completed_sessions(daily_sessions), daily_sessions),
-        (options, calendar.last_completed_sessions(option_sessions), option_sessions),
+        (options, calendar.last_completed_sessions(minute_sessions), minute_sessions),
     ]
     summary = RunSummary()
     # Entering the instance makes it the context Dagster resolves definitions against.

@@ -48,7 +48,7 @@ def test_demo_ingests_the_demo_universe_into_data_and_records_runs(workdir):
     os.environ["DAGSTER_HOME"] = str(workdir / ".dagster_home")
     try:
         with DagsterInstance.get() as instance:
-            assert len(instance.get_runs()) == 2
+            assert len(instance.get_runs()) == 3  # minute bars, daily bars, option chains
             assert instance.get_dynamic_partitions("symbols") == [
                 "AAPL", "MSFT", "NVDA", "JPM", "SPY"
             ]
