@@ -1,11 +1,13 @@
 """Implied volatility and greeks under Black-Scholes-Merton with a continuous dividend yield.
 
-Chosen by measurement (benchmarks/options.py): the pricing formula and the analytical greeks
-are vollib's (`vollib.ref_python.black_scholes_merton`, numpy expressions that accept
-arrays), and the implied volatility is the root of price(sigma) - observed found by SciPy's
-vectorized bracketing solver (`scipy.optimize.elementwise.find_root`, Chandrupatla's
-method) over sigma in [IV_MIN, IV_MAX]. One call solves a whole chain at once; it agrees
-with QuantLib's `impliedVolatility` to about 1e-11 on price round trips.
+Chosen by measurement (benchmarks/options.py): the price and the analytical greeks are the
+textbook closed forms (Haug, The Complete Guide to Option Pricing Formulas, 2nd ed., p. 4;
+the same expressions as vollib's reference implementation) in numpy over whole arrays, and
+the implied volatility is the root of price(sigma) - observed found by SciPy's vectorized
+bracketing solver (`scipy.optimize.elementwise.find_root`, Chandrupatla's method) over sigma
+in [IV_MIN, IV_MAX]. One call solves a whole chain; it agrees with QuantLib's
+`impliedVolatility` to about 1e-11 on price round trips. (vollib itself is not a dependency:
+it installs simplejson, which makes `requests` reject the NaN values vendors send in JSON.)
 
 Puts are solved through their call-equivalent price (put-call parity, exact for European
 options), so one formula serves both kinds. For American equity options this is the
@@ -13,9 +15,9 @@ documented BSM approximation (docs/data_dictionary.md): early exercise is ignore
 in-the-money American puts can be priced below the European lower bound and get no IV
 (status `below_intrinsic`).
 
-Conventions (those of vollib): time in years; `theta` per calendar day (the annual figure
-/ 365); `vega` and `rho` per 1 percentage point (x 0.01); delta and gamma per 1.00 of the
-underlying; prices per share (not per contract).
+Conventions (vollib's and most vendors'): time in years; `theta` per calendar day (the
+annual figure / 365); `vega` and `rho` per 1 percentage point (x 0.01); delta and gamma per
+1.00 of the underlying; prices per share (not per contract).
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ import warnings
 import numpy as np
 import polars as pl
 from scipy.optimize import elementwise
-from vollib.ref_python.black_scholes_merton import black_scholes_merton
-from vollib.ref_python.black_scholes_merton.greeks import analytical
+from scipy.special import ndtr
 
 IV_MIN = 1e-4
 IV_MAX = 5.0
@@ -46,8 +47,20 @@ STATUSES = (
 GREEK_COLUMNS = ("iv", "delta", "gamma", "vega", "theta", "rho")
 
 
+def _d1_d2(spot, strike, years, rate, sigma, dividend):  # noqa: ANN001, ANN202 - arrays
+    """The d1 and d2 of BSM: (ln(S/K) + (r - q + sigma^2 / 2) t) / (sigma sqrt(t)), d1 - ..."""
+    root = sigma * np.sqrt(years)
+    d1 = (np.log(spot / strike) + (rate - dividend + 0.5 * sigma * sigma) * years) / root
+    return d1, d1 - root
+
+
 def _call_price(sigma: np.ndarray, spot, strike, years, rate, dividend) -> np.ndarray:  # noqa: ANN001
-    return black_scholes_merton("c", spot, strike, years, rate, sigma, dividend)
+    d1, d2 = _d1_d2(spot, strike, years, rate, sigma, dividend)
+    return spot * np.exp(-dividend * years) * ndtr(d1) - strike * np.exp(-rate * years) * ndtr(d2)
+
+
+def _density(x: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
 
 
 def implied_volatility(
@@ -112,16 +125,26 @@ def greeks(
     is_call: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Delta, gamma, vega, theta and rho at volatility `sigma` (NaN where sigma is NaN)."""
-    is_call = np.asarray(is_call, dtype=bool)
-    args = (spot, strike, years, rate, sigma, dividend_yield)
+    call = np.asarray(is_call, dtype=bool)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        q, r = np.asarray(dividend_yield, dtype=np.float64), np.asarray(rate, dtype=np.float64)
+        d1, d2 = _d1_d2(spot, strike, years, r, sigma, q)
+        carry, discount = np.exp(-q * years), np.exp(-r * years)
+        density = _density(d1)
+        sign = np.where(call, 1.0, -1.0)
+        decay = -spot * carry * density * sigma / (2.0 * np.sqrt(years))
+        theta = (
+            decay
+            + sign * q * spot * carry * ndtr(sign * d1)
+            - sign * r * strike * discount * ndtr(sign * d2)
+        )
         return {
-            "delta": np.where(is_call, analytical.delta("c", *args), analytical.delta("p", *args)),
-            "gamma": analytical.gamma("c", *args),
-            "vega": analytical.vega("c", *args),
-            "theta": np.where(is_call, analytical.theta("c", *args), analytical.theta("p", *args)),
-            "rho": np.where(is_call, analytical.rho("c", *args), analytical.rho("p", *args)),
+            "delta": sign * carry * ndtr(sign * d1),
+            "gamma": carry * density / (spot * sigma * np.sqrt(years)),
+            "vega": spot * carry * density * np.sqrt(years) * 0.01,
+            "theta": theta / 365.0,
+            "rho": sign * strike * years * discount * ndtr(sign * d2) * 0.01,
         }
 
 
@@ -135,13 +158,10 @@ def price_options(
     is_call: np.ndarray,
 ) -> np.ndarray:
     """BSM prices per share (the synthetic provider prices its chains with this)."""
-    args = (spot, strike, years, rate, sigma, dividend_yield)
     with np.errstate(all="ignore"):
-        return np.where(
-            np.asarray(is_call, dtype=bool),
-            black_scholes_merton("c", *args),
-            black_scholes_merton("p", *args),
-        )
+        call = _call_price(sigma, spot, strike, years, rate, dividend_yield)
+        put = call - spot * np.exp(-dividend_yield * years) + strike * np.exp(-rate * years)
+        return np.where(np.asarray(is_call, dtype=bool), call, put)
 
 
 def add_greeks(frame: pl.DataFrame) -> pl.DataFrame:

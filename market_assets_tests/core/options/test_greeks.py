@@ -119,3 +119,38 @@ def test_add_greeks_adds_columns_and_nulls_where_there_is_no_iv():
     assert out.get_column("iv")[0] == pytest.approx(0.31, abs=0.02)
     assert out.row(1, named=True)["delta"] is None
     assert 0 < out.get_column("iv")[0] < IV_MAX
+
+
+@pytest.mark.parametrize(
+    ("strike", "days", "call"), [(100, 30, True), (85, 200, False), (120, 500, True)]
+)
+def test_greeks_agree_with_quantlib_analytic_engine(strike, days, call):
+    today = ql.Date(2, 1, 2025)
+    ql.Settings.instance().evaluationDate = today
+    day_count = ql.Actual365Fixed()
+    curve = lambda value: ql.YieldTermStructureHandle(  # noqa: E731
+        ql.FlatForward(today, value, day_count, ql.Continuous)
+    )
+    process = ql.BlackScholesMertonProcess(
+        ql.QuoteHandle(ql.SimpleQuote(100.0)),
+        curve(0.015),
+        curve(0.045),
+        ql.BlackVolTermStructureHandle(
+            ql.BlackConstantVol(today, ql.NullCalendar(), 0.35, day_count)
+        ),
+    )
+    option = ql.EuropeanOption(
+        ql.PlainVanillaPayoff(ql.Option.Call if call else ql.Option.Put, strike),
+        ql.EuropeanExercise(today + days),
+    )
+    option.setPricingEngine(ql.AnalyticEuropeanEngine(process))
+    arrays = [np.array([v], dtype=float) for v in (0.35, 100.0, strike, days / 365, 0.045, 0.015)]
+
+    values = greeks(*arrays, np.array([call]))
+
+    assert values["delta"][0] == pytest.approx(option.delta(), abs=1e-12)
+    assert values["gamma"][0] == pytest.approx(option.gamma(), abs=1e-12)
+    assert values["vega"][0] == pytest.approx(option.vega() / 100, abs=1e-12)
+    assert values["theta"][0] == pytest.approx(option.thetaPerDay(), abs=1e-12)
+    assert values["rho"][0] == pytest.approx(option.rho() / 100, abs=1e-12)
+    assert price_options(*arrays, np.array([call]))[0] == pytest.approx(option.NPV(), abs=1e-10)
