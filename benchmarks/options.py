@@ -268,7 +268,7 @@ def main() -> None:
         )
 
     print(
-        f"{'candidate':<46} {'mode':<13} {'contracts/s':>12} {'x QuantLib':>10} "
+        f"{'candidate':<50} {'mode':<13} {'contracts/s':>12} {'x QuantLib':>10} "
         f"{'max |iv-true|':>14} {'max |iv-QL|':>12}"
     )
     for name, mode, rate, error, versus in rows:
@@ -276,7 +276,7 @@ def main() -> None:
         ratio = f"{rate / ql_rate:10.1f}" if rate else f"{'-':>10}"
         err = f"{error:14.2e}" if error is not None else f"{'-':>14}"
         vs = f"{versus:12.2e}" if versus is not None else f"{'-':>12}"
-        print(f"{name:<46} {mode:<13} {speed} {ratio} {err} {vs}")
+        print(f"{name:<50} {mode:<13} {speed} {ratio} {err} {vs}")
     print(f"RESULT contracts_per_s={chosen_rate:.0f} max_iv_error={chosen_vs_ql:.2e}")
 
 
