@@ -73,6 +73,7 @@ from market_assets.core.providers.base import (
     BarRequest,
     FetchResult,
     NoDataError,
+    OptionChainRequest,
     PermanentError,
     ProviderError,
     TransientError,
@@ -285,6 +286,13 @@ class YFinanceProvider:
             requests=self._log.requests - before,
             failures=failures,
         )
+
+    def fetch_options(self, request: OptionChainRequest) -> FetchResult:
+        """The current option chain of each underlying (see yfinance_options)."""
+        from market_assets.core.providers.yfinance_options import fetch_yahoo_options
+
+        now = dt.datetime.combine(self._today(), dt.time(23, 59), tzinfo=dt.UTC)
+        return fetch_yahoo_options(self.session, self.timeout, request, now)
 
     def _windows(
         self, request: BarRequest, context: dict[str, Any]
