@@ -51,18 +51,6 @@ def empty_chain() -> pl.DataFrame:
     return pl.DataFrame(schema=OPTION_CHAIN_SCHEMA)
 
 
-def snapshot_instants(
-    session: dt.date, times: Sequence[dt.time], calendar: TradingCalendar | None = None
-) -> list[dt.datetime]:
-    """UTC snapshot times of a session: its close, or the given New York times."""
-    if not times:
-        return [(calendar or get_calendar()).session_open_close(session)[1]]
-    return [
-        dt.datetime.combine(session, moment, tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
-        for moment in times
-    ]
-
-
 def underlying_closes(bars: pl.DataFrame | None, calendar: TradingCalendar) -> pl.DataFrame:
     """(symbol, session) -> close, its time (the session close) and source, from daily bars."""
     schema = {

@@ -26,10 +26,10 @@ import numpy as np
 import polars as pl
 
 from market_assets.core.calendar import get_calendar
-from market_assets.core.options.chain import EXPIRY_TIME, snapshot_instants
+from market_assets.core.options.chain import EXPIRY_TIME
 from market_assets.core.options.contracts import osi_symbol
 from market_assets.core.options.greeks import greeks, price_options
-from market_assets.core.options.quotes import conform_quotes
+from market_assets.core.options.quotes import conform_quotes, snapshot_instants
 from market_assets.core.providers.synthetic import (
     SOURCE,
     _history,

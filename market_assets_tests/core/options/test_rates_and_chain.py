@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from market_assets.core.errors import ConfigError
-from market_assets.core.options.chain import build_chain, snapshot_instants
+from market_assets.core.options.chain import build_chain
+from market_assets.core.options.quotes import snapshot_instants
 from market_assets.core.options.rates import RateSource, tenor_years
 from market_assets.core.options.settings import OptionsSettings, RateSettings, load_options_settings
 from market_assets.core.options.validate import split_valid_options

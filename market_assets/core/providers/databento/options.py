@@ -34,9 +34,8 @@ from databento import DBNStore
 from databento_dbn import StatType
 
 from market_assets.core.calendar import get_calendar
-from market_assets.core.options.chain import snapshot_instants
 from market_assets.core.options.contracts import parse_osi_column
-from market_assets.core.options.quotes import conform_quotes, empty_quotes
+from market_assets.core.options.quotes import conform_quotes, empty_quotes, snapshot_instants
 from market_assets.core.providers.base import (
     BadRequestError,
     FetchResult,
