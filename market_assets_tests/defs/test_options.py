@@ -16,7 +16,7 @@ from market_assets.core.config import AppConfig
 from market_assets.core.stores.timescale import TimescaleStore
 from market_assets.definitions import build_definitions
 from market_assets.defs.resources import PlatformResource
-from market_assets.defs.runner import materialize_rectangle
+from market_assets.defs.runner import materialize_rectangle, step_metadata
 from market_assets.query import MarketData
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -80,9 +80,10 @@ def test_ranged_run_stores_chains_and_records_one_check_evaluation_per_partition
         "2025-02-20|AAPL",
         "2025-02-20|SPY",
     ]
-    event = instance.get_latest_materialization_event(CHAINS)
-    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    metadata = step_metadata(instance, summary.run_ids[0])["options_chains"]
     assert metadata["iv_status"]["ok"] > 0 and metadata["stores"] == "lake"
+    event = instance.get_latest_materialization_event(CHAINS)
+    assert event.asset_materialization.metadata["rows"].value > 0  # per partition
 
     chain = MarketData(config.data_dir).option_chain("SPY", THU)
 

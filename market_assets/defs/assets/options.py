@@ -4,9 +4,10 @@ Partitioned by (session, symbol key) like the bars; a symbol key is the underlyi
 bucket of underlyings). A run receives a rectangle of partitions, fetches it from the
 `options_chains` route (or DBN files, by run tag), builds the chain with recomputed IV and
 greeks (market_assets.core.options.chain) and returns one frame; OptionsIOManager applies the
-hard rules and replaces exactly the run's partitions in the lake and TimescaleDB. When
-datasets.yaml has bars_1d, the same partitions of bars_1d are an input: their close prices
-the chain when the vendor sends no underlying price.
+hard rules and replaces exactly the run's partitions in the lake and TimescaleDB (a symbol
+no provider served is left as stored and reported failed). When datasets.yaml has bars_1d it
+is a dependency (lineage): the body reads the same partitions of bars_1d from the lake, whose
+close prices the chain when the vendor sends no underlying price.
 
 In the after-close schedule (end-of-day snapshots), not in the universe sensor's history
 backfill: snapshot vendors (Alpaca, Yahoo) have no history and OPRA history costs money per
@@ -16,15 +17,12 @@ request, so history is loaded on request (`market-assets ingest --dataset option
 import time
 from typing import Any
 
-import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     Definitions,
     MetadataValue,
     Output,
-    TimeWindowPartitionMapping,
     asset,
 )
 
@@ -37,30 +35,25 @@ from market_assets.defs.assets.bars import (
     _primary_provider,
     vendor_pool,
 )
-from market_assets.defs.assets.corporate_actions import same_symbol
 from market_assets.defs.checks.options import build_options_check
+from market_assets.defs.io_managers import RectangleOutput, step_rectangle
 from market_assets.defs.options_io import OPTIONS_IO_MANAGER_KEY, OptionsIOManager
-from market_assets.defs.partitions import resolve_partition_keys, session_symbol_partitions
+from market_assets.defs.partitions import session_symbol_partitions
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.routing import registry_for_run
 
 OPTIONS_KIND = "options"
 OPTIONS_ASSET = "options_chains"
 DAILY_BARS = "bars_1d"
-SAME_SESSION = same_symbol(TimeWindowPartitionMapping())
 
 
-def _materialize(
-    context: AssetExecutionContext,
-    platform: PlatformResource,
-    underlying_bars: pl.DataFrame | None,
-) -> Output:
+def _materialize(context: AssetExecutionContext, platform: PlatformResource) -> Output:
     from market_assets.core.options.chain import chains_for_partitions
     from market_assets.core.options.settings import load_options_settings
 
     started = time.perf_counter()
+    rectangle = step_rectangle(context, platform)
     config = platform.app_config()
-    rectangle = resolve_partition_keys(context.partition_keys, config.symbol_partitions)
     registry = registry_for_run(
         platform,
         OPTIONS_ASSET,
@@ -68,6 +61,11 @@ def _materialize(
         files_dir=context.run.tags.get(FILES_DIR_TAG),
     )
     settings = load_options_settings(config.config_dir)
+    underlying_bars = (
+        platform.lake().read_partitions(DAILY_BARS, list(rectangle.pairs))
+        if DAILY_BARS in config.datasets
+        else None
+    )
     chains = chains_for_partitions(
         registry,
         rectangle.pairs,
@@ -80,6 +78,7 @@ def _materialize(
     for symbol, message in fetched.failures.items():
         context.log.error(f"{OPTIONS_ASSET} {symbol}: {message}")
     frame = built.frame
+    snapshots = settings.snapshots
     metadata: dict[str, Any] = {
         "rows": len(frame),
         "contracts": frame.get_column("contract").n_unique(),
@@ -90,9 +89,7 @@ def _materialize(
         "underlying_sources": MetadataValue.json(
             dict(frame.get_column("underlying_source").fill_null("none").value_counts().rows())
         ),
-        "snapshots": settings.snapshots
-        if settings.snapshots == "close"
-        else ",".join(settings.snapshots),
+        "snapshots": snapshots if snapshots == "close" else ",".join(snapshots),
         "source": fetched.source or "none",
         "vendor_requests": fetched.requests,
         "partitions": len(rectangle),
@@ -100,40 +97,28 @@ def _materialize(
         "provider_attempts": MetadataValue.json(fetched.attempts),
         "seconds": round(time.perf_counter() - started, 4),
     }
-    return Output(frame, metadata=metadata)
+    return Output(RectangleOutput(frame, fetched.failures), metadata=metadata)
 
 
 def options_chains_asset(dataset: DatasetConfig, config: AppConfig) -> AssetsDefinition:
-    """The `options_chains` asset (with bars_1d as an input when it is configured)."""
-    settings: dict[str, Any] = {
-        "name": OPTIONS_ASSET,
-        "description": dataset.description,
-        "group_name": "options",
-        "partitions_def": session_symbol_partitions(dataset.start, config.exchange),
-        "backfill_policy": _backfill_policy(dataset, len(config.symbol_partitions.keys)),
-        "io_manager_key": OPTIONS_IO_MANAGER_KEY,
-        "kinds": {"polars", "parquet"},
-        "metadata": {"providers": ", ".join(dataset.providers)},
-        "pool": vendor_pool(_primary_provider(dataset, config)),
-    }
-    if DAILY_BARS not in config.datasets:
-
-        @asset(**settings)
-        def _chains(context: AssetExecutionContext, platform: PlatformResource) -> Output:
-            return _materialize(context, platform, None)
-
-        return _chains
+    """The `options_chains` asset (bars_1d, when configured, is a dependency it reads)."""
 
     @asset(
-        **settings,
-        ins={"underlying_bars": AssetIn(key=DAILY_BARS, partition_mapping=SAME_SESSION)},
+        name=OPTIONS_ASSET,
+        description=dataset.description,
+        group_name="options",
+        partitions_def=session_symbol_partitions(dataset.start, config.exchange),
+        backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
+        io_manager_key=OPTIONS_IO_MANAGER_KEY,
+        deps=[DAILY_BARS] if DAILY_BARS in config.datasets else [],
+        kinds={"polars", "parquet"},
+        metadata={"providers": ", ".join(dataset.providers)},
+        pool=vendor_pool(_primary_provider(dataset, config)),
     )
-    def _chains_with_bars(
-        context: AssetExecutionContext, platform: PlatformResource, underlying_bars: pl.DataFrame
-    ) -> Output:
-        return _materialize(context, platform, underlying_bars)
+    def _chains(context: AssetExecutionContext, platform: PlatformResource) -> Output:
+        return _materialize(context, platform)
 
-    return _chains_with_bars
+    return _chains
 
 
 def options_datasets(config: AppConfig) -> dict[str, DatasetConfig]:

@@ -1,11 +1,12 @@
 """The partitioned `quality` check on options_chains: one evaluation per partition key.
 
 Like the bar checks (defs/checks/bars.py): blocking, partitioned like the asset, and run as
-one multi-asset check that yields one `AssetCheckEvaluation(partition=key)` per partition key
+one multi-asset check recording one `AssetCheckEvaluation(partition=key)` per partition key
 of the run, with the rule results in its metadata (one evaluation event per partition: the
-scale budget). The rules (market_assets.core.rules.options, thresholds in
-configs/options.yaml) read the stored partitions, the previous session's chains and the
-quarantine counts from the lake; per-underlying results go to the check results table.
+scale budget; stored in one batch in runs with deferred asset events, defs/events.py). The
+rules (market_assets.core.rules.options, thresholds in configs/options.yaml) read the stored
+partitions, the previous session's chains and the quarantine counts from the lake;
+per-underlying results go to the check results table.
 """
 
 import datetime as dt
@@ -22,6 +23,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetsDefinition,
+    Failure,
     Output,
     multi_asset_check,
 )
@@ -35,6 +37,7 @@ from market_assets.defs.checks.bars import (
     result_rows,
     target_materializations,
 )
+from market_assets.defs.events import StepEventRecorder, deferred, step_of
 from market_assets.defs.partitions import split_partition_key
 from market_assets.defs.resources import PlatformResource
 
@@ -113,7 +116,11 @@ def run_options_check(
         partition_evaluation(check_key, key, by_key.get(key, rows.clear()), targets, blocking)
         for key in keys
     ]
-    yield from evaluations
+    step = step_of(context)
+    if deferred(step):
+        StepEventRecorder(step).evaluated(evaluations)
+    else:
+        yield from evaluations
     failed = [e for e in evaluations if not e.passed]
     errors = sum(1 for e in failed if e.severity is AssetCheckSeverity.ERROR)
     context.log.info(
@@ -121,6 +128,15 @@ def run_options_check(
         f"{errors} failed with ERROR, {len(failed) - errors} with WARN in "
         f"{time.perf_counter() - started:.3f} s"
     )
+    if deferred(step) and blocking and errors:
+        first = next(e for e in failed if e.severity is AssetCheckSeverity.ERROR)
+        raise Failure(
+            description=(
+                f"{DATASET} quality: {errors} partition(s) failed an ERROR rule (blocking the "
+                f"assets downstream in this run), first {first.partition}: {first.description}"
+            ),
+            metadata={"failed_partitions": errors},
+        )
     yield Output(
         None,
         output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
