@@ -167,7 +167,9 @@ def demo(
                 keys,
                 per_run,
                 tags={"trigger": "market-assets demo"},
-                on_run=lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                on_progress=lambda done, total, t=task: progress.update(
+                    t, completed=done, total=total
+                ),
                 summary=summary,
             )
         checks_line = _check_summary_line(instance, summary.run_ids)
@@ -278,7 +280,9 @@ def ingest(
                 keys,
                 ds.backfill_sessions_per_run,
                 tags=tags,
-                on_run=lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                on_progress=lambda done, total, t=task: progress.update(
+                    t, completed=done, total=total
+                ),
                 summary=summary,
             )
     _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})", list(config.datasets))
@@ -511,7 +515,7 @@ def _progress() -> Progress:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("runs"),
+        TextColumn("partitions"),
         TimeElapsedColumn(),
         console=console,
         transient=False,

@@ -39,7 +39,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,20 @@ DEFERRED_EVENTS_TAG = EXTERNALLY_MANAGED_ASSETS_TAG
 """Run tag (`dagster/defer_asset_events`) under which steps record their own asset events."""
 
 DEFERRED_TAGS = {DEFERRED_EVENTS_TAG: "true"}
+
+MaterializationObserver = Callable[[str, AssetKey, int], None]
+_observers: list[MaterializationObserver] = []
+
+
+@contextmanager
+def observe_materializations(observer: MaterializationObserver) -> Iterator[None]:
+    """Call `observer(run_id, asset_key, partitions)` after each batch of materializations
+    recorded in this process (progress of in-process runs, e.g. the CLI's progress bar)."""
+    _observers.append(observer)
+    try:
+        yield
+    finally:
+        _observers.remove(observer)
 
 _SUCCEEDED = "SUCCEEDED"
 _FAILED = "FAILED"
@@ -177,6 +192,8 @@ class StepEventRecorder:
             for key, metadata in metadata_by_key.items()
         ]
         ids = store_event_batch_fast(self.instance, entries)
+        for observer in list(_observers):
+            observer(self.run_id, asset_key, len(ids))
         return {
             str(key): StoredMaterialization(storage_id, self.run_id, now)
             for key, storage_id in zip(metadata_by_key, ids, strict=True)

@@ -14,11 +14,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, RunRequest
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
-from market_assets.defs.automation.runs import rectangle_run_requests
-from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME
+from market_assets.defs.automation.runs import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    rectangle_run_requests,
+)
+from market_assets.defs.events import observe_materializations
+from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME, split_partition_key
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -71,10 +76,14 @@ def materialize_rectangle(
     symbol_keys: Sequence[str],
     sessions_per_run: int,
     tags: dict[str, str] | None = None,
-    on_run: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     summary: RunSummary | None = None,
 ) -> RunSummary:
-    """Materialize `assets` for sessions x symbol_keys, `sessions_per_run` sessions per run."""
+    """Materialize `assets` for sessions x symbol_keys, `sessions_per_run` sessions per run.
+
+    `on_progress(done, total)` counts asset partitions: called as each step's partitions are
+    recorded (runs record them in batches, see defs/events.py) and after each run.
+    """
     summary = summary or RunSummary()
     registered = register_symbol_keys(instance, symbol_keys)
     # Resolve definitions against THIS instance's state storage: Dagster keeps it in a
@@ -84,23 +93,46 @@ def materialize_rectangle(
     requests = rectangle_run_requests(
         assets, sessions, symbol_keys, registered, sessions_per_run, tags
     )
-    for index, request in enumerate(requests):
+    total = len(assets) * len(sessions) * len(symbol_keys)
+    finished = 0  # partitions of finished runs, materialized or not
+    observed = 0
+
+    def observe(run_id: str, asset_key: AssetKey, partitions: int) -> None:
+        nonlocal observed
+        observed += partitions
+        if on_progress:
+            on_progress(min(finished + observed, total), total)
+
+    for request in requests:
         started = time.perf_counter()
-        result = job.execute_in_process(
-            run_config=QUIET_RUN_CONFIG,
-            instance=instance,
-            asset_selection=list(request.asset_selection or assets),
-            tags=request.tags,
-            raise_on_error=False,
-        )
+        observed = 0
+        with observe_materializations(observe):
+            result = job.execute_in_process(
+                run_config=QUIET_RUN_CONFIG,
+                instance=instance,
+                asset_selection=list(request.asset_selection or assets),
+                tags=request.tags,
+                raise_on_error=False,
+            )
         summary.wall_seconds += time.perf_counter() - started
         summary.run_ids.append(result.run_id)
         if not result.success:
             summary.failed_runs.append(result.run_id)
         _collect(instance, result.run_id, summary)
-        if on_run:
-            on_run(index + 1, len(requests))
+        finished += _request_partitions(request, sessions, registered) * len(assets)
+        if on_progress:
+            on_progress(min(finished, total), total)
     return summary
+
+
+def _request_partitions(
+    request: RunRequest, sessions: Sequence[dt.date], registered: Sequence[str]
+) -> int:
+    """Session x symbol-key partitions of one rectangle run request (per asset)."""
+    first, first_key = split_partition_key(request.tags[RANGE_START_TAG])
+    last, last_key = split_partition_key(request.tags[RANGE_END_TAG])
+    keys = registered.index(last_key) - registered.index(first_key) + 1
+    return sum(1 for session in sessions if first <= session <= last) * keys
 
 
 def step_metadata(instance: DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:

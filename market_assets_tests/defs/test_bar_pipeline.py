@@ -371,3 +371,21 @@ def test_bucket_partitions_resolve_to_their_member_symbols(tmp_path):
     assert summary.datasets["bars_1d"].partitions == 4  # 2 sessions x 2 buckets
     daily = pipeline.market().bars(members, "2024-03-07", "2024-03-09", "1d")
     assert daily.group_by("symbol").len().sort("symbol").rows() == [(m, 2) for m in members]
+
+
+def test_progress_counts_partitions_as_each_step_records_them(pipeline):
+    defs = build_definitions(pipeline.config)
+    calls: list[tuple[int, int]] = []
+
+    materialize_rectangle(
+        defs,
+        pipeline.instance,
+        [AssetKey("bars_1m"), AssetKey("bars_5m")],
+        SESSIONS,
+        SYMBOLS,
+        sessions_per_run=2,
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
+
+    # Two runs (2 + 1 sessions) x 3 symbols x 2 assets: each step reports its batch.
+    assert calls == [(6, 18), (12, 18), (12, 18), (15, 18), (18, 18), (18, 18)]
