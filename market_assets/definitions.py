@@ -27,6 +27,17 @@ def platform_from_config(config: AppConfig) -> PlatformResource:
     )
 
 
+# Option chains are priced off the session's stored daily close (vendors other than Yahoo and
+# the synthetic provider send no underlying price): their schedule runs an hour after the bars.
+LATER_AFTER_CLOSE: dict[str, dict[str, str]] = {
+    OPTIONS_KIND: {
+        "cron_schedule": "30 18 * * 1-5",
+        "description": "The day's option chains at 18:30 New York time on exchange sessions, "
+        "an hour after the daily bars whose close prices them.",
+    }
+}
+
+
 def build_definitions(config: AppConfig | None = None) -> Definitions:
     """Assemble assets, resources and automation from configs/ and the environment."""
     config = config or AppConfig.load()
@@ -42,6 +53,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
             f"{name}_after_close",
             [key, *(AssetKey(d) for d, ds in config.datasets.items() if ds.derived_from == name)],
             config.exchange,
+            **LATER_AFTER_CLOSE.get(config.datasets[name].kind, {}),
         )
         for name, key in fetched.items()
         if config.datasets[name].kind not in SELF_SCHEDULED_KINDS  # they bring their own

@@ -232,3 +232,11 @@ def test_fundamentals_run_at_22_00_after_the_filing_cutoff_not_after_the_close(d
     }
     assert request.tags[RANGE_START_TAG] == "2024-07-05|AAPL"
     assert request.tags[RANGE_END_TAG] == "2024-07-05|MSFT"
+
+
+def test_option_chains_are_scheduled_after_the_daily_bars_that_price_them(defs):
+    bars = defs.get_schedule_def("bars_1d_after_close")
+    options = defs.get_schedule_def("options_chains_after_close")
+
+    assert (bars.cron_schedule, options.cron_schedule) == ("30 17 * * 1-5", "30 18 * * 1-5")
+    assert options.execution_timezone == bars.execution_timezone == "America/New_York"
