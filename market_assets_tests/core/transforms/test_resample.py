@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -261,17 +260,14 @@ def test_empty_input_gives_an_empty_canonical_frame() -> None:
     assert resampled.is_empty() and resampled.schema == BAR_SCHEMA
 
 
-def test_one_and_a_half_million_minutes_resample_well_under_a_second() -> None:
+def test_one_and_a_half_million_minutes_resample_into_a_fifth_as_many_bars() -> None:
+    # Speed is measured in benchmarks/resample.py (tests never assert timings).
     minutes = pl.concat(
         synthetic_bars(f"S{i}", "1m", D(2023, 1, 1), D(2024, 7, 1)) for i in range(10)
     )
-    resample_bars(minutes.head(1000), "5m")  # load the calendar once
-    timings = []
-    for _ in range(3):  # best of three, so a busy machine does not fail the test
-        started = time.perf_counter()
-        resampled = resample_bars(minutes, "5m")
-        timings.append(time.perf_counter() - started)
+
+    resampled = resample_bars(minutes, "5m")
 
     assert minutes.height == 1_455_000
     assert resampled.height == minutes.height // 5
-    assert min(timings) < 1.0  # about 0.15-0.2 s measured on an idle two-core machine
+    assert resampled.get_column("volume").sum() == minutes.get_column("volume").sum()
