@@ -6,6 +6,8 @@
     bars.to_pandas()                           # the user's choice
 
 Bounds: `start` inclusive, `end` exclusive. Dates mean 00:00 UTC; naive datetimes are UTC.
+With `dsn=...`, reads from PostgreSQL share one connection for the object's lifetime: use it
+as a context manager (`with MarketData(dsn=...) as md:`) or call `md.close()`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Literal
 
 import polars as pl
 
-from market_assets.core.schemas import BAR_COLUMNS, BAR_SCHEMA, GRANULARITIES
+from market_assets.core.schemas import BAR_COLUMNS, BAR_SCHEMA, GRANULARITIES, stored_schema
 from market_assets.core.stores.lake import ParquetLake
 from market_assets.core.stores.layout import GRANULARITY_DATASET
+from market_assets.core.stores.timescale_read import TimescaleReader, read_dataset
 from market_assets.core.symbols import validate_symbols
 
 TimeBound = dt.date | dt.datetime | str
@@ -61,6 +65,31 @@ class MarketData:
             s3_endpoint_url=s3_endpoint_url or os.environ.get("MARKET_ASSETS_S3_ENDPOINT_URL"),
             s3_region=s3_region or os.environ.get("AWS_REGION"),
         )
+        self._reader: TimescaleReader | None = None
+
+    def close(self) -> None:
+        """Close the PostgreSQL connection, if one was opened (the next read reopens it)."""
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> MarketData:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _timescale(self) -> TimescaleReader:
+        """The kept PostgreSQL reader (one ADBC connection, opened on first use)."""
+        if not self.dsn:
+            raise ValueError("store='timescale' needs MarketData(dsn=...)")
+        if self._reader is None:
+            self._reader = TimescaleReader(self.dsn)
+        return self._reader
 
     def bars(
         self,
@@ -95,12 +124,9 @@ class MarketData:
                 raise ValueError(f"unknown column(s) {unknown}; columns are {list(BAR_COLUMNS)}")
         dataset = GRANULARITY_DATASET[granularity]
         if store == "timescale":
-            if not self.dsn:
-                raise ValueError("store='timescale' needs MarketData(dsn=...)")
-            from market_assets.core.stores.timescale import TimescaleStore
-
-            with TimescaleStore(self.dsn) as timescale:
-                return timescale.read(dataset, symbol_list, lo, hi, columns=selected)
+            return read_dataset(
+                self._timescale(), dataset, stored_schema(dataset), symbol_list, lo, hi, selected
+            )
         return self._lake.read(dataset, symbol_list, lo, hi, columns=selected)
 
     def _adjusted_bars(
@@ -155,12 +181,14 @@ class MarketData:
         symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
         lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
         if store == "timescale":
-            if not self.dsn:
-                raise ValueError("store='timescale' needs MarketData(dsn=...)")
-            from market_assets.core.stores.timescale import TimescaleStore
-
-            with TimescaleStore(self.dsn) as timescale:
-                return timescale.read("corporate_actions", symbol_list, lo, hi)
+            return read_dataset(
+                self._timescale(),
+                "corporate_actions",
+                stored_schema("corporate_actions"),
+                symbol_list,
+                lo,
+                hi,
+            )
         return self._lake.read("corporate_actions", symbol_list, lo, hi)
 
     def indicators(

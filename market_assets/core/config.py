@@ -58,6 +58,46 @@ class UniverseConfig(_Strict):
         return self
 
 
+POLICY_INTERVAL = re.compile(r"^([1-9][0-9]*) (hour|day|week)s?$")
+POLICY_UNITS = {
+    "hour": dt.timedelta(hours=1),
+    "day": dt.timedelta(days=1),
+    "week": dt.timedelta(weeks=1),
+}
+
+
+class TimescalePolicy(_Strict):
+    """TimescaleDB policies of one dataset's hypertable; ignored on plain PostgreSQL.
+
+    Intervals read "<N> hours|days|weeks". `compress_after`: chunks whose data is older
+    than this are compressed (None: no compression policy). `drop_after`: retention, chunks
+    older than this are DROPPED with their rows (None, the default: keep everything; bars and
+    ticks are the system of record). `continuous_aggregates`: coarser bars served from this
+    dataset by continuous aggregates (1m bars only), refreshed by every write.
+    """
+
+    compress_after: str | None = None
+    drop_after: str | None = None
+    continuous_aggregates: list[Literal["1h", "1d"]] = Field(default_factory=list)
+
+    @field_validator("compress_after", "drop_after")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None and not POLICY_INTERVAL.fullmatch(value):
+            raise ValueError(f"{value!r} is not an interval like '30 days', '12 hours', '2 weeks'")
+        return value
+
+    @staticmethod
+    def as_timedelta(value: str | None) -> dt.timedelta | None:
+        """A validated interval as a timedelta (None stays None)."""
+        if value is None:
+            return None
+        match = POLICY_INTERVAL.fullmatch(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not an interval like '30 days'")
+        return int(match.group(1)) * POLICY_UNITS[match.group(2)]
+
+
 class DatasetConfig(_Strict):
     """One dataset: its bar size, first session, where it comes from and where it is stored.
 
@@ -83,6 +123,7 @@ class DatasetConfig(_Strict):
     stores: list[Literal["lake", "timescale"]] = Field(default_factory=lambda: ["lake"])
     backfill_sessions_per_run: int = Field(default=250, ge=1, le=2000)
     description: str = ""
+    timescale: TimescalePolicy = Field(default_factory=TimescalePolicy)
 
     @model_validator(mode="after")
     def _source_is_set(self) -> DatasetConfig:
@@ -94,6 +135,8 @@ class DatasetConfig(_Strict):
             raise ValueError("bar datasets need a `granularity` (1m, 5m, 15m, 1h or 1d)")
         if self.kind != "bars" and self.granularity is not None:
             raise ValueError(f"`granularity` only applies to bar datasets, not kind {self.kind}")
+        if self.timescale.continuous_aggregates and self.granularity != "1m":
+            raise ValueError("timescale.continuous_aggregates are built from 1m bars only")
         return self
 
 
@@ -233,6 +276,11 @@ class AppConfig:
                 f"{self.config_dir / 'datasets.yaml'}: unknown dataset {name!r}; "
                 f"known: {sorted(self.datasets)}"
             ) from None
+
+    @property
+    def timescale_policies(self) -> dict[str, TimescalePolicy]:
+        """TimescaleDB policies of every dataset stored in PostgreSQL (`stores: timescale`)."""
+        return {n: d.timescale for n, d in self.datasets.items() if "timescale" in d.stores}
 
     def routes(self) -> dict[str, list[str]]:
         return {name: list(ds.providers) for name, ds in self.datasets.items() if ds.providers}

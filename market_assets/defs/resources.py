@@ -53,7 +53,7 @@ class PlatformResource(ConfigurableResource):
             return None
         if self._timescale is None:
             store = TimescaleStore(self.timescale_dsn)
-            store.ensure_schema()
+            store.ensure_schema(self.app_config().timescale_policies)
             self._timescale = store
         return self._timescale
 

@@ -88,7 +88,7 @@ def test_tick_assets_are_session_symbol_partitioned_and_never_scheduled():
 
 
 def test_ranged_run_stores_trades_from_dbn_files_in_the_lake_and_postgresql(
-    tmp_path, pg_dsn, timescale_store, instance
+    tmp_path, pg_dsn, pg_server, timescale_store, instance
 ):
     files = tmp_path / "dbn"
     write_trade_files(files)
@@ -132,7 +132,7 @@ def test_ranged_run_stores_trades_from_dbn_files_in_the_lake_and_postgresql(
         ]
     metadata = step_metadata(instance, summary.run_ids[0])["trades"]
     assert metadata["vendor_requests"] == 0
-    assert metadata["stores"] == "lake, postgresql"
+    assert metadata["stores"] == ("lake, timescale" if pg_server.timescale else "lake, postgresql")
     assert metadata["first_ts_event"].startswith("2024-03-07 14:31:00")
 
 

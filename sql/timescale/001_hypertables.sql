@@ -1,18 +1,18 @@
--- TimescaleDB layer over sql/001_bars.sql, applied only when the extension is available.
+-- TimescaleDB layer over sql/001_bars.sql, applied only when the extension can be used.
 --
 -- Each bar table becomes a hypertable chunked on `ts` (7 days for 1m/5m, 30 days for 15m/1h,
--- 365 days for 1d), compressed segmented by symbol and ordered by ts, with a policy that
--- compresses intraday chunks after 30 days and daily chunks after 365 days. Written for
--- TimescaleDB 2.28 with the compression API (ALTER TABLE ... SET (timescaledb.compress ...),
--- add_compression_policy), which 2.18+ still supports beside the newer columnstore names and,
--- unlike the CALL-only add_columnstore_policy procedure, runs as a plain SELECT.
+-- 365 days for 1d), with compression segmented by symbol and ordered by ts. Written for
+-- TimescaleDB 2.28 with the compression API (ALTER TABLE ... SET (timescaledb.compress ...)),
+-- which 2.18+ still supports beside the newer columnstore names.
 --
--- Idempotent: create_hypertable and add_compression_policy take if_not_exists, and the
--- compression settings are only set on tables that do not have compression enabled yet,
--- because older releases refuse to re-set them once a chunk is compressed.
+-- Policies are not set here: compression (compress_after), retention (drop_after, off by
+-- default) and continuous aggregates come per dataset from configs/datasets.yaml (`timescale:`)
+-- and are applied by TimescaleStore.ensure_schema (market_assets/core/stores/
+-- timescale_policies.py); the aggregates' definitions are in sql/timescale/aggregates/.
 --
--- Retention is not set here: bars are the system of record. A deployment that wants it adds
--- add_retention_policy per table with a drop_after per granularity (see market_assets/core/stores/timescale.py).
+-- Idempotent: create_hypertable takes if_not_exists, and the compression settings are only
+-- set on tables that do not have compression enabled yet, because older releases refuse to
+-- re-set them once a chunk is compressed.
 
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 
@@ -49,14 +49,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
-SELECT add_compression_policy('bars_1m', compress_after => INTERVAL '30 days',
-                              if_not_exists => TRUE);
-SELECT add_compression_policy('bars_5m', compress_after => INTERVAL '30 days',
-                              if_not_exists => TRUE);
-SELECT add_compression_policy('bars_15m', compress_after => INTERVAL '30 days',
-                              if_not_exists => TRUE);
-SELECT add_compression_policy('bars_1h', compress_after => INTERVAL '30 days',
-                              if_not_exists => TRUE);
-SELECT add_compression_policy('bars_1d', compress_after => INTERVAL '365 days',
-                              if_not_exists => TRUE);

@@ -2,13 +2,13 @@
 --
 -- The tick tables are hypertables on their integer time column ts_event (bigint nanoseconds
 -- since the Unix epoch), in one-day chunks (86,400,000,000,000 ns), compressed segmented by
--- symbol and ordered by ts_event, with chunks compressed after 7 days. Policies on an integer
--- time column need an "integer now" function telling TimescaleDB the current time in the
--- column's unit: market_assets_unix_now_ns() below.
+-- symbol and ordered by ts_event. Policies (compression after N days, optional retention) come
+-- from configs/datasets.yaml like the bars'; on an integer time column they need an "integer
+-- now" function telling TimescaleDB the current time in the column's unit:
+-- market_assets_unix_now_ns() below.
 --
 -- Idempotent in the same way as 001_hypertables.sql: if_not_exists everywhere, compression
--- settings only set on tables that do not have compression enabled yet. No retention: ticks
--- are the system of record (add add_retention_policy per table if you want one).
+-- settings only set on tables that do not have compression enabled yet.
 
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 
@@ -49,10 +49,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
-SELECT add_compression_policy('trades', compress_after => 604800000000000::bigint,
-                              if_not_exists => TRUE);
-SELECT add_compression_policy('tbbo', compress_after => 604800000000000::bigint,
-                              if_not_exists => TRUE);
-SELECT add_compression_policy('statistics', compress_after => 604800000000000::bigint,
-                              if_not_exists => TRUE);

@@ -12,18 +12,23 @@ unique key. Their nanosecond timestamps are stored as `bigint` nanoseconds since
 because `timestamptz` holds microseconds; reads turn them back into Datetime("ns", "UTC").
 
 The schema lives in `sql/*.sql` (plain PostgreSQL tables, primary key (symbol, ts)) and
-`sql/timescale/*.sql` (hypertables with compression), the latter applied only when the
-`timescaledb` extension is available. Retention is deliberately not configured: bars are the
-system of record. A deployment that wants it adds, per table,
-`SELECT add_retention_policy('bars_1m', drop_after => INTERVAL '2 years', if_not_exists => TRUE)`
-with a window per granularity.
+`sql/timescale/*.sql` (hypertables with compression settings), the latter applied when the
+`timescaledb` extension exists in the database or can be created there (it must be in the
+server's `shared_preload_libraries`); otherwise the store keeps plain tables and logs why.
+Compression, retention and continuous aggregates follow configs/datasets.yaml
+(timescale_policies.py). How a rewrite touches only its partitions, even inside compressed
+chunks, and how concurrent writers of the same partitions are serialised: timescale_rewrite.py.
+Reads go through one kept ADBC connection (timescale_read.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import logging
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -31,18 +36,38 @@ import pgpq
 import polars as pl
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
+from market_assets.core.config import TimescalePolicy
 from market_assets.core.errors import StoreError
 from market_assets.core.schemas import (
     BAR_SCHEMA,
     QUARANTINE_EXTRA_SCHEMA,
     TICK_TS_DTYPE,
-    TS_DTYPE,
     stored_schema,
 )
 from market_assets.core.stores.layout import known_datasets, layout_for
+from market_assets.core.stores.timescale_policies import (
+    ContinuousAggregate,
+    aggregates_of,
+    apply_policies,
+    refresh_aggregate,
+)
+from market_assets.core.stores.timescale_read import (
+    TimescaleReader,
+    describe_dsn,
+    read_dataset,
+)
+from market_assets.core.stores.timescale_rewrite import (
+    TICK_ROWS_PER_SESSION,
+    decompression_budget,
+    delete_statements,
+    lock_namespace,
+    lock_slots,
+    partition_blocks,
+)
 from market_assets.core.symbols import validate_symbols
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {**BAR_SCHEMA, **QUARANTINE_EXTRA_SCHEMA}
@@ -53,9 +78,29 @@ SCHEMA_LOCK_KEY = 0x6D61726B65745F61  # "market_a"
 # Rows per Arrow batch handed to the binary COPY encoder: small enough that encoding the next
 # batch overlaps the server parsing the previous one, large enough to amortise the calls.
 COPY_BATCH_ROWS = 32_768
-_CSV_TS_FORMAT = "%Y-%m-%d %H:%M:%S%.f%#z"
+# Spacing of bar timestamps, for the rows a session or a chunk can hold.
+BAR_SPACING = {
+    "bars_1m": dt.timedelta(minutes=1),
+    "bars_5m": dt.timedelta(minutes=5),
+    "bars_15m": dt.timedelta(minutes=15),
+    "bars_1h": dt.timedelta(hours=1),
+    "bars_1d": dt.timedelta(days=1),
+}
+LONGEST_SESSION = dt.timedelta(hours=25)  # a New York day that leaves daylight saving time
 
 Partition = tuple[str, dt.date]
+
+
+@dataclass(frozen=True)
+class Hypertable:
+    """A hypertable's time dimension: chunk interval, in epoch ns for integer time columns."""
+
+    name: str
+    chunk_interval: dt.timedelta | int
+
+    @property
+    def integer_time(self) -> bool:
+        return isinstance(self.chunk_interval, int)
 
 
 class TimescaleStore:
@@ -67,19 +112,24 @@ class TimescaleStore:
 
     def __init__(self, dsn: str, *, sql_dir: Path | str | None = None) -> None:
         self._sql_dir = Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR
+        self._dsn = dsn
         self._uses_timescale: bool | None = None
+        self._hypertables: dict[str, Hypertable] | None = None
+        self._aggregates: dict[str, list[ContinuousAggregate]] = {}
+        self._reader = TimescaleReader(dsn)
         try:
             self._conn = psycopg.connect(dsn, autocommit=False)
         except psycopg.Error as exc:
             raise StoreError(
-                f"cannot connect to PostgreSQL ({_describe_dsn(dsn)}): {exc}; check the DSN "
+                f"cannot connect to PostgreSQL ({describe_dsn(dsn)}): {exc}; check the DSN "
                 "and that the server is running"
             ) from exc
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection (rolling back anything uncommitted)."""
+        """Close the connections (rolling back anything uncommitted)."""
+        self._reader.close()
         if not self._conn.closed:
             self._conn.close()
 
@@ -102,24 +152,47 @@ class TimescaleStore:
 
     def timescale_sql_statements(self) -> list[str]:
         """Statements of `sql/timescale/*.sql`: what `ensure_schema` runs when TimescaleDB is
-        available (extension, hypertables, compression settings and policies)."""
+        available (extension, hypertables, compression settings)."""
         return _statements_in(self._sql_dir / "timescale")
 
-    def ensure_schema(self) -> bool:
-        """Create missing tables (and hypertables when TimescaleDB is available).
+    def ensure_schema(self, policies: Mapping[str, TimescalePolicy] | None = None) -> bool:
+        """Create missing tables, and hypertables when TimescaleDB can be used here.
 
-        Idempotent and safe to run from several processes at once (an advisory lock serialises
-        them); everything is applied in one transaction. Returns whether TimescaleDB is in use.
+        TimescaleDB is used when the `timescaledb` extension exists in the database or can be
+        created now (it must be preloaded by the server); otherwise the tables stay plain and
+        a log line says why. `policies` (dataset -> TimescalePolicy, from configs/datasets.yaml)
+        makes compression and retention policies and continuous aggregates match; None leaves
+        them as they are. Idempotent and safe to run from several processes at once (an
+        advisory lock serialises them); everything is applied in one transaction, then new
+        continuous aggregates get their first refresh. Returns whether TimescaleDB is in use.
         """
+        created: list[ContinuousAggregate] = []
         with self._transaction("applying the schema") as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             _execute_all(cur, self.schema_sql_statements())
-            cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-            available = cur.fetchone() is not None
-            if available:
+            unusable = _timescaledb_unusable(cur)
+            if unusable is None:
                 _execute_all(cur, self.timescale_sql_statements())
-        self._uses_timescale = available
-        return available
+                self._hypertables = _load_hypertables(cur)
+                if policies is not None:
+                    created = apply_policies(
+                        cur,
+                        policies,
+                        {n: h.integer_time for n, h in self._hypertables.items()},
+                        self._sql_dir / "timescale" / "aggregates",
+                    )
+        self._uses_timescale = unusable is None
+        self._aggregates = {}
+        if unusable is not None:
+            log.log(
+                unusable[0],
+                "TimescaleDB not used for %s: %s; storing plain PostgreSQL tables",
+                describe_dsn(self._dsn),
+                unusable[1],
+            )
+        for aggregate in created:
+            refresh_aggregate(self._conn, aggregate, None, None)
+        return self._uses_timescale
 
     @property
     def uses_timescale(self) -> bool:
@@ -199,12 +272,37 @@ class TimescaleStore:
         may be one symbol or several. `columns` selects and orders bar columns (default all).
         """
         _check_dataset(dataset)
-        schema, time = stored_schema(dataset), layout_for(dataset).time_column
-        lower, upper = _as_utc(start), _as_utc(end)
-        bounds = (lower, upper)
-        if schema[time] == TICK_TS_DTYPE:
-            bounds = (_epoch_ns(lower), _epoch_ns(upper))
-        return self._read(dataset, schema, symbols, time, *bounds, columns, order=time)
+        schema = stored_schema(dataset)
+        return read_dataset(
+            self._reader, dataset, schema, symbols, _as_utc(start), _as_utc(end), columns
+        )
+
+    def read_aggregate(
+        self,
+        dataset: str,
+        granularity: str,
+        symbols: str | Sequence[str],
+        start: dt.datetime,
+        end: dt.datetime,
+    ) -> pl.DataFrame:
+        """`granularity` bars served by the continuous aggregate over `dataset` (e.g. 1d from
+        bars_1m), canonical bar schema, ts in [start, end) by the granularity's convention.
+
+        Raises StoreError when that aggregate is not configured in this database.
+        """
+        if not self.uses_timescale:
+            raise StoreError(f"{dataset}: continuous aggregates need TimescaleDB")
+        with self._transaction(f"finding continuous aggregates of {dataset}") as cur:
+            found = {a.granularity: a for a in aggregates_of(cur, dataset)}
+        if granularity not in found:
+            raise StoreError(
+                f"{dataset}: no continuous aggregate serves {granularity} bars here (have "
+                f"{sorted(found)}); add it to {dataset}.timescale.continuous_aggregates in "
+                "configs/datasets.yaml"
+            )
+        return self._reader.read_aggregate(
+            found[granularity].view, granularity, symbols, _as_utc(start), _as_utc(end)
+        )
 
     def read_quarantine(
         self,
@@ -218,7 +316,7 @@ class TimescaleStore:
         _check_dataset(dataset)
         first = start.date() if isinstance(start, dt.datetime) else start
         stop = end.date() if isinstance(end, dt.datetime) else end
-        return self._read(
+        return self._reader.read_table(
             f"quarantine_{dataset}",
             _quarantine_schema(dataset),
             symbols,
@@ -255,7 +353,10 @@ class TimescaleStore:
         """Delete the listed partitions of `table` and COPY `rows` in, in one transaction.
 
         Bar tables place a row in a partition by its `ts` (tick tables by `ts_event`) within
-        the session's bounds; quarantine tables by its `session` column.
+        the session's bounds; quarantine tables by its `session` column. Writers of the same
+        partitions wait for each other (advisory locks); on a hypertable the transaction may
+        decompress at most `decompression_budget` tuples. Continuous aggregates over the table
+        are refreshed over the written window after the commit.
         """
         layout = layout_for(table)
         time = layout.time_column
@@ -265,104 +366,125 @@ class TimescaleStore:
         rows = _sorted_by_key(rows, time)
         ns_time = rows.schema.get(time) == TICK_TS_DTYPE
         rows = _ns_as_bigint(rows)
-        symbols = wanted["symbol"].to_list()
-        if layout.session_column:
-            delete = sql.SQL(
-                "DELETE FROM {table} AS t "
-                "USING unnest(%s::text[], %s::date[]) AS p(symbol, session) "
-                "WHERE t.symbol = p.symbol AND t.{column} = p.session"
-            ).format(table=sql.Identifier(table), column=sql.Identifier(layout.session_column))
-            delete_params: tuple[list[object], ...] = (symbols, wanted["session"].to_list())
-        else:
-            bounds = [layout.session_bounds(session) for session in wanted["session"]]
-            lows: list[object] = [lo for lo, _ in bounds]
-            highs: list[object] = [hi for _, hi in bounds]
-            if ns_time:
-                lows, highs = [_epoch_ns(lo) for lo in lows], [_epoch_ns(hi) for hi in highs]
-            delete = sql.SQL(
-                "DELETE FROM {table} AS t "
-                "USING unnest(%s::text[], {kind}[], {kind}[]) "
-                "AS p(symbol, lo, hi) "
-                "WHERE t.symbol = p.symbol AND t.{time} >= p.lo AND t.{time} < p.hi"
-            ).format(
-                table=sql.Identifier(table),
-                kind=sql.SQL("%s::bigint" if ns_time else "%s::timestamptz"),
-                time=sql.Identifier(time),
-            )
-            delete_params = (symbols, lows, highs)
+        pairs = list(wanted.iter_rows())
+        blocks = partition_blocks(layout, pairs, ns=ns_time)
+        deletes = delete_statements(table, layout.session_column or time, blocks)
         copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
             table=sql.Identifier(table),
             columns=sql.SQL(", ").join(map(sql.Identifier, rows.columns)),
         )
         action = f"writing {wanted.height} partition(s) of {table}"
-        lift_decompression_limit = self.uses_timescale
+        timescale = self.uses_timescale  # detected before the write transaction starts
         with self._transaction(action) as cur:
-            if lift_decompression_limit:
-                cur.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
-            cur.execute(delete, delete_params)
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(%s, slot) FROM unnest(%s::int[]) AS slot",
+                (lock_namespace(table), lock_slots(pairs)),
+            )
+            hypertable = self._hypertable(cur, table) if timescale else None
+            if hypertable is not None:
+                budget = decompression_budget(
+                    blocks,
+                    rows_per_session=_rows_per_session(table),
+                    chunk_interval=hypertable.chunk_interval,
+                    rows_per_chunk=_rows_per_chunk(table, hypertable),
+                )
+                cur.execute(
+                    sql.SQL(
+                        "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = {}"
+                    ).format(sql.Literal(budget))
+                )
+            if deletes:
+                cur.execute(sql.SQL(";\n").join(deletes))
             if not rows.is_empty():
                 with cur.copy(copy) as copier:
                     for chunk in _binary_copy_chunks(rows):
                         copier.write(chunk)
+            aggregates = self._aggregates_over(cur, table) if hypertable is not None else []
+        if blocks and aggregates:
+            lo, hi = min(b.lo for b in blocks), max(b.hi for b in blocks)
+            for aggregate in aggregates:
+                refresh_aggregate(self._conn, aggregate, lo, hi)  # type: ignore[arg-type]
         return rows.height
 
-    def _read(
-        self,
-        table: str,
-        schema: dict[str, pl.DataType],
-        symbols: str | Sequence[str],
-        range_column: str,
-        start: dt.date,
-        end: dt.date | int,
-        columns: list[str] | None,
-        *,
-        order: str = "ts",
-    ) -> pl.DataFrame:
-        """Rows of `symbols` with `start <= range_column < end` via COPY ... TO STDOUT (CSV),
-        sorted by (symbol, `order`)."""
-        names = list(schema) if columns is None else list(columns)
-        unknown = [c for c in names if c not in schema]
-        if unknown or not names:
-            raise ValueError(f"{table}: unknown column(s) {unknown}; choose from {list(schema)}")
-        wanted = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
-        query = sql.SQL(
-            "COPY (SELECT {columns} FROM {table} WHERE symbol = ANY(%s) AND {range} >= %s "
-            "AND {range} < %s ORDER BY symbol, {order} NULLS LAST) TO STDOUT (FORMAT CSV)"
-        ).format(
-            columns=sql.SQL(", ").join(map(sql.Identifier, names)),
-            table=sql.Identifier(table),
-            range=sql.Identifier(range_column),
-            order=sql.Identifier(order),
+    def partition_delete_sql(self, dataset: str, partitions: Sequence[Partition]) -> list[str]:
+        """The DELETE statements a rewrite of `partitions` runs, as text (for EXPLAIN)."""
+        layout = layout_for(dataset)
+        ns_time = stored_schema(dataset).get(layout.time_column) == TICK_TS_DTYPE
+        pairs = list(_partition_frame(partitions).iter_rows())
+        blocks = partition_blocks(layout, pairs, ns=ns_time)
+        column = layout.session_column or layout.time_column
+        return [s.as_string(self._conn) for s in delete_statements(dataset, column, blocks)]
+
+    def _hypertable(self, cur: psycopg.Cursor, table: str) -> Hypertable | None:
+        """`table` as a hypertable, or None (a plain table); needs TimescaleDB in use."""
+        if self._hypertables is None:
+            self._hypertables = _load_hypertables(cur)
+        return self._hypertables.get(table)
+
+    def _aggregates_over(self, cur: psycopg.Cursor, table: str) -> list[ContinuousAggregate]:
+        if table not in self._aggregates:
+            self._aggregates[table] = aggregates_of(cur, table)
+        return self._aggregates[table]
+
+
+def _timescaledb_unusable(cur: psycopg.Cursor) -> tuple[int, str] | None:
+    """None when TimescaleDB is (or now was made) available in this database, else the log
+    level and the reason; never leaves the transaction aborted."""
+    cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+    if cur.fetchone() is not None:
+        return None
+    cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    if cur.fetchone() is None:
+        return logging.INFO, "the timescaledb extension is not installed on this server"
+    cur.execute("SAVEPOINT timescaledb_probe")
+    try:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT timescaledb_probe")
+        detail = str(exc).strip().splitlines()[0]
+        todo = (
+            "add timescaledb to shared_preload_libraries in postgresql.conf and restart the "
+            "server to use hypertables"
+            if "preload" in detail
+            else "ask an administrator to run CREATE EXTENSION timescaledb in this database"
         )
-        buffer = bytearray()
-        with self._transaction(f"reading {table}") as cur:
-            # ISO timestamps in UTC and shortest exact float text make the CSV lossless.
-            cur.execute(
-                "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO', true),"
-                " set_config('extra_float_digits', '1', true)"
-            )
-            with cur.copy(query, (wanted, start, end)) as copier:
-                for data in copier:
-                    buffer += data
-        if not buffer:
-            return pl.DataFrame(schema={n: schema[n] for n in names})
-        timestamps = [n for n in names if schema[n] == TS_DTYPE]
-        nanoseconds = [n for n in names if schema[n] == TICK_TS_DTYPE]
-        booleans = [n for n in names if schema[n] == pl.Boolean()]  # CSV spells them t / f
-        stored = {n: pl.Int64() for n in nanoseconds} | {
-            n: pl.String() for n in (*timestamps, *booleans)
-        }
-        frame = pl.read_csv(
-            bytes(buffer),
-            has_header=False,
-            new_columns=names,
-            schema={n: stored.get(n, schema[n]) for n in names},
+        return logging.WARNING, (
+            f"the timescaledb extension is installed but cannot be created ({detail}); {todo}"
         )
-        return frame.with_columns(
-            *(pl.col(n).str.strptime(TS_DTYPE, _CSV_TS_FORMAT) for n in timestamps),
-            *(pl.col(n).cast(TICK_TS_DTYPE) for n in nanoseconds),
-            *(pl.col(n).replace_strict({"t": True, "f": False}, default=None) for n in booleans),
-        )
+    cur.execute("RELEASE SAVEPOINT timescaledb_probe")
+    return None
+
+
+def _load_hypertables(cur: psycopg.Cursor) -> dict[str, Hypertable]:
+    cur.execute(
+        "SELECT hypertable_name, time_interval, integer_interval "
+        "FROM timescaledb_information.dimensions "
+        "WHERE hypertable_schema = current_schema() AND dimension_number = 1"
+    )
+    return {
+        name: Hypertable(name, interval if interval is not None else int(integer))
+        for name, interval, integer in cur.fetchall()
+    }
+
+
+def _rows_per_session(table: str) -> int:
+    """Most rows one (symbol, session) partition of `table` can hold."""
+    spacing = BAR_SPACING.get(table)
+    if spacing is None:
+        return TICK_ROWS_PER_SESSION
+    return 1 if spacing >= dt.timedelta(days=1) else math.ceil(LONGEST_SESSION / spacing)
+
+
+def _rows_per_chunk(table: str, hypertable: Hypertable) -> int:
+    """Most rows one symbol can have in one chunk of `hypertable`."""
+    interval = hypertable.chunk_interval
+    spacing = BAR_SPACING.get(table)
+    if spacing is None:
+        days = interval / 86_400_000_000_000 if isinstance(interval, int) else interval.days
+        return math.ceil(max(days, 1)) * TICK_ROWS_PER_SESSION
+    if isinstance(interval, int):
+        raise StoreError(f"{table}: bar hypertables are chunked on a timestamptz column")
+    return math.ceil(interval / spacing)
 
 
 # Session x symbol datasets that are not bar tables but have a table in sql/.
@@ -457,11 +579,6 @@ def _ns_as_bigint(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(pl.col(c).dt.epoch("ns") for c in columns) if columns else rows
 
 
-def _epoch_ns(moment: dt.datetime) -> int:
-    """Nanoseconds since the epoch of an aware datetime, exactly (no float rounding)."""
-    return (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1) * 1000
-
-
 def _binary_copy_chunks(rows: pl.DataFrame) -> Iterator[bytes]:
     """PostgreSQL binary COPY payload of `rows`, encoded by pgpq batch by batch."""
     table = rows.to_arrow()
@@ -537,15 +654,3 @@ def split_sql(text: str) -> list[str]:
 def _as_utc(moment: dt.datetime) -> dt.datetime:
     """Aware datetimes unchanged; naive ones taken as UTC."""
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
-
-
-def _describe_dsn(dsn: str) -> str:
-    """Host, port and database of a DSN, never its password."""
-    try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "unparseable DSN"
-    return (
-        f"host={info.get('host', 'default')} port={info.get('port', 5432)} "
-        f"dbname={info.get('dbname', 'default')}"
-    )

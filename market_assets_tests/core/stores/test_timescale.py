@@ -17,7 +17,11 @@ from market_assets.core.errors import InvalidSymbolError, StoreError
 from market_assets.core.schemas import BAR_SCHEMA, QUARANTINE_EXTRA_SCHEMA
 from market_assets.core.stores.timescale import TimescaleStore, split_sql
 from market_assets.core.validate import split_valid_bars
-from market_assets_tests.fixtures.postgres import create_scratch_database, drop_scratch_database
+from market_assets_tests.fixtures.postgres import (
+    PgServer,
+    create_scratch_database,
+    drop_scratch_database,
+)
 
 UTC = dt.UTC
 D1 = dt.date(2024, 7, 1)
@@ -143,6 +147,7 @@ def test_write_partitions_given_hostile_symbol_raises_before_any_sql(
         raise AssertionError("SQL was sent for a hostile symbol")
 
     monkeypatch.setattr(timescale_store._conn, "cursor", no_sql)
+    monkeypatch.setattr(timescale_store._reader, "fetch_arrow", no_sql)
     with pytest.raises(InvalidSymbolError, match="invalid symbol"):
         timescale_store.write_partitions("bars_1d", frame, [(symbol, D1)])
     with pytest.raises(InvalidSymbolError, match="invalid symbol"):
@@ -186,8 +191,8 @@ def test_write_partitions_given_duplicate_key_raises_and_keeps_old_partition(
     assert_frame_equal(read_all(timescale_store, "bars_1d", ["AAPL"]), original)
 
 
-def test_write_partitions_given_timescaledb_lifts_the_decompression_limit_in_that_transaction(
-    timescale_store: TimescaleStore,
+def test_write_partitions_deletes_by_literal_bounds_under_a_bounded_decompression_limit(
+    timescale_store: TimescaleStore, pg_server: PgServer
 ) -> None:
     executed: list[str] = []
 
@@ -197,12 +202,26 @@ def test_write_partitions_given_timescaledb_lifts_the_decompression_limit_in_tha
             return super().execute(query, params, **kwargs)
 
     timescale_store._conn.cursor_factory = RecordingCursor
-    timescale_store._uses_timescale = True  # PostgreSQL accepts the setting as a placeholder
+    frame = daily_bars([("AAPL", D1, 100.0), ("AAPL", D2, 101.0), ("MSFT", D2, 200.0)])
 
-    timescale_store.write_partitions("bars_1d", daily_bars([("AAPL", D1, 100.0)]), [("AAPL", D1)])
+    timescale_store.write_partitions("bars_1d", frame, [("AAPL", D1), ("AAPL", D2), ("MSFT", D2)])
 
-    assert executed[0] == ("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
-    assert executed[1].startswith('DELETE FROM "bars_1d"')
+    limits = [q for q in executed if "max_tuples_decompressed_per_dml_transaction" in q]
+    deletes = next(q for q in executed if q.startswith("DELETE")).split(";\n")
+    assert deletes == [
+        """DELETE FROM "bars_1d" WHERE symbol IN ('AAPL') AND "ts" >= """
+        """'2024-07-01 00:00:00+00:00'::timestamptz AND "ts" < '2024-07-03 00:00:00+00:00'"""
+        "::timestamptz",
+        """DELETE FROM "bars_1d" WHERE symbol IN ('MSFT') AND "ts" >= """
+        """'2024-07-02 00:00:00+00:00'::timestamptz AND "ts" < '2024-07-03 00:00:00+00:00'"""
+        "::timestamptz",
+    ]
+    if pg_server.timescale:
+        # each symbol may decompress at most its bars_1d rows of the touched yearly chunk(s)
+        bound = int(limits[0].rsplit("=", 1)[1])
+        assert 0 < bound <= 2 * 2 * 366
+    else:
+        assert limits == []
 
 
 def test_write_partitions_given_intraday_session_replaces_bars_of_the_whole_new_york_day(
@@ -418,27 +437,33 @@ def test_ensure_schema_creates_primary_key_on_symbol_ts_and_quarantine_indexes(
     }
 
 
-def test_ensure_schema_without_timescaledb_leaves_plain_tables(
-    timescale_store: TimescaleStore, pg_dsn: str
+def test_ensure_schema_makes_hypertables_exactly_when_the_server_has_timescaledb(
+    timescale_store: TimescaleStore, pg_dsn: str, pg_server: PgServer
 ) -> None:
     with psycopg.connect(pg_dsn) as conn:
-        available = conn.execute(
-            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
-        ).fetchone()
         timescale_schemas = conn.execute(
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '\\_timescaledb%'"
         ).fetchone()
+        hypertables = (
+            conn.execute(
+                "SELECT hypertable_name FROM timescaledb_information.hypertables "
+                "WHERE hypertable_name LIKE 'bars\\_%' ORDER BY 1"
+            ).fetchall()
+            if pg_server.timescale
+            else []
+        )
         plain_tables = conn.execute(
             "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname = ANY(%s) "
             "AND NOT relhassubclass",
             (BAR_TABLES,),
         ).fetchone()
 
-    if available != (0,):
-        pytest.fail("this machine has TimescaleDB: the plain-PostgreSQL path cannot be checked")
-    assert timescale_store.uses_timescale is False
-    assert timescale_schemas == (0,)
-    assert plain_tables == (len(BAR_TABLES),)
+    assert timescale_store.uses_timescale is pg_server.timescale
+    if pg_server.timescale:
+        assert [name for (name,) in hypertables] == BAR_TABLES
+    else:
+        assert timescale_schemas == (0,)
+        assert plain_tables == (len(BAR_TABLES),)
 
 
 def test_ensure_schema_given_failing_statement_names_it_and_rolls_back_the_whole_schema(
@@ -457,8 +482,8 @@ def test_ensure_schema_given_failing_statement_names_it_and_rolls_back_the_whole
     assert exists == (None,)
 
 
-def test_ensure_schema_given_two_processes_at_once_both_succeed() -> None:
-    dsn = create_scratch_database(prefix="market_assets_test_race")
+def test_ensure_schema_given_two_processes_at_once_both_succeed(pg_server: PgServer) -> None:
+    dsn = create_scratch_database(pg_server.admin_dsn, prefix="market_assets_test_race")
     try:
         errors: list[BaseException] = []
 
@@ -477,9 +502,10 @@ def test_ensure_schema_given_two_processes_at_once_both_succeed() -> None:
 
         assert errors == []
         with TimescaleStore(dsn) as store:
+            assert store.uses_timescale is pg_server.timescale
             assert store.read("bars_1m", ["AAPL"], EVER_START, EVER_END).is_empty()
     finally:
-        drop_scratch_database(dsn)
+        drop_scratch_database(dsn, pg_server.admin_dsn)
 
 
 def test_timescale_sql_statements_make_compressed_hypertables_of_every_bar_table(
@@ -500,15 +526,11 @@ def test_timescale_sql_statements_make_compressed_hypertables_of_every_bar_table
             f"SELECT create_hypertable('{table}', by_range('ts', INTERVAL '{interval}'), "
             "if_not_exists => TRUE, migrate_data => TRUE)"
         ) in statements
-        compress_after = "365 days" if table == "bars_1d" else "30 days"
-        assert (
-            f"SELECT add_compression_policy('{table}', compress_after => INTERVAL "
-            f"'{compress_after}', if_not_exists => TRUE)"
-        ) in statements
     compression = next(s for s in statements if "timescaledb.compress" in s)
     assert "timescaledb.compress_segmentby = ''symbol''" in compression
     assert "timescaledb.compress_orderby = ''ts DESC''" in compression
     assert all(f"'{table}'" in compression for table in intervals)
+    assert not [s for s in statements if "policy" in s]  # policies come from datasets.yaml
 
 
 def test_split_sql_keeps_semicolons_inside_quotes_dollar_bodies_and_comments() -> None:
