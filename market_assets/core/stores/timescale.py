@@ -170,7 +170,7 @@ class TimescaleStore:
         with self._transaction("applying the schema") as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             _execute_all(cur, self.schema_sql_statements())
-            unusable = _timescaledb_unusable(cur)
+            unusable = _timescaledb_unusable(cur, self._dsn)
             if unusable is None:
                 _execute_all(cur, self.timescale_sql_statements())
                 self._hypertables = _load_hypertables(cur)
@@ -427,32 +427,77 @@ class TimescaleStore:
         return self._aggregates[table]
 
 
-def _timescaledb_unusable(cur: psycopg.Cursor) -> tuple[int, str] | None:
+def _timescaledb_unusable(cur: psycopg.Cursor, dsn: str) -> tuple[int, str] | None:
     """None when TimescaleDB is (or now was made) available in this database, else the log
-    level and the reason; never leaves the transaction aborted."""
+    level and the reason. Never leaves the transaction aborted.
+
+    CREATE EXTENSION on a server that does not preload timescaledb ends the session (FATAL),
+    so the preload list is read first; when this role may not read it, the creation is
+    tried on a separate, throwaway connection.
+    """
     cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
     if cur.fetchone() is not None:
         return None
     cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
     if cur.fetchone() is None:
         return logging.INFO, "the timescaledb extension is not installed on this server"
-    cur.execute("SAVEPOINT timescaledb_probe")
-    try:
-        cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    except psycopg.Error as exc:
-        cur.execute("ROLLBACK TO SAVEPOINT timescaledb_probe")
-        detail = str(exc).strip().splitlines()[0]
-        todo = (
-            "add timescaledb to shared_preload_libraries in postgresql.conf and restart the "
-            "server to use hypertables"
-            if "preload" in detail
-            else "ask an administrator to run CREATE EXTENSION timescaledb in this database"
-        )
+    preload = _preload_libraries(cur)
+    if preload is not None and "timescaledb" not in preload:
         return logging.WARNING, (
-            f"the timescaledb extension is installed but cannot be created ({detail}); {todo}"
+            "the timescaledb extension is installed but not preloaded (shared_preload_libraries "
+            f"= {','.join(preload) or 'empty'}): extension \"timescaledb\" must be preloaded; add "
+            "timescaledb to shared_preload_libraries in postgresql.conf and restart the server "
+            "to use hypertables"
         )
-    cur.execute("RELEASE SAVEPOINT timescaledb_probe")
+    failure = _probe_create_extension(dsn) if preload is None else None
+    if failure is None:
+        cur.execute("SAVEPOINT timescaledb_create")
+        try:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT timescaledb_create")
+            failure = _first_line(exc)
+        else:
+            cur.execute("RELEASE SAVEPOINT timescaledb_create")
+            return None
+    todo = (
+        "add timescaledb to shared_preload_libraries in postgresql.conf and restart the server"
+        if "preload" in failure
+        else "ask an administrator to run CREATE EXTENSION timescaledb in this database"
+    )
+    return logging.WARNING, (
+        f"the timescaledb extension is installed but cannot be created ({failure}); {todo}"
+    )
+
+
+def _preload_libraries(cur: psycopg.Cursor) -> list[str] | None:
+    """Library names in shared_preload_libraries, or None when this role may not read it."""
+    cur.execute("SAVEPOINT preload_probe")
+    try:
+        cur.execute("SELECT current_setting('shared_preload_libraries')")
+    except psycopg.errors.InsufficientPrivilege:
+        cur.execute("ROLLBACK TO SAVEPOINT preload_probe")
+        return None
+    row = cur.fetchone()
+    cur.execute("RELEASE SAVEPOINT preload_probe")
+    entries = (row[0] if row else "").split(",")
+    return [e.strip().strip('"').rsplit("/", 1)[-1] for e in entries if e.strip()]
+
+
+def _probe_create_extension(dsn: str) -> str | None:
+    """Try CREATE EXTENSION timescaledb on a throwaway connection and roll it back; the
+    failure's first line, or None when it can be created."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as probe:
+            probe.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            probe.rollback()
+    except psycopg.Error as exc:
+        return _first_line(exc)
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _load_hypertables(cur: psycopg.Cursor) -> dict[str, Hypertable]:
