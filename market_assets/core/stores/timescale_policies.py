@@ -22,9 +22,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from market_assets.core.config import TimescalePolicy
 from market_assets.core.errors import StoreError
+from market_assets.core.stores.timescale_rewrite import lock_namespace
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ AGGREGATES: dict[tuple[str, str], ContinuousAggregate] = {
     ("bars_1m", "1d"): ContinuousAggregate("bars_1d_from_1m", "bars_1m", "1d", DAY),
 }
 AGGREGATE_VIEWS = {a.view: a for a in AGGREGATES.values()}
+REFRESH_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,22 @@ def refresh_aggregate(
     )
     previous = conn.autocommit
     conn.autocommit = True
+    lock = (lock_namespace(aggregate.view), 0)
     try:
-        conn.execute(statement)
+        # TimescaleDB refuses a refresh that overlaps one in progress: writers take turns
+        # (session-level lock), and a refresh started elsewhere is waited out.
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", lock)
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception(_concurrent_refresh),
+                stop=stop_after_attempt(REFRESH_ATTEMPTS),
+                wait=wait_exponential(multiplier=0.1, max=5),
+                reraise=True,
+            ):
+                with attempt:
+                    conn.execute(statement)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
     except psycopg.Error as exc:
         raise StoreError(
             f"refreshing continuous aggregate {aggregate.view} over [{window[0]}, {window[1]}) "
@@ -136,6 +153,10 @@ def refresh_aggregate(
         ) from exc
     finally:
         conn.autocommit = previous
+
+
+def _concurrent_refresh(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.Error) and "due to a concurrent refresh" in str(exc)
 
 
 def _reconcile_job(
