@@ -7,10 +7,13 @@ freshly truncated table each time:
 - store write: validation (`split_valid_bars`, or `BarModel.validate` where that module is
   missing) plus `TimescaleStore.write_partitions` (delete-range + binary COPY, one transaction);
 - pandas `to_sql` through SQLAlchemy/psycopg2 (`method=None`, chunksize 10,000) on a subset;
-- server COPY: `COPY ... FROM '/tmp/file' (FORMAT BINARY)` of the same rows, the ceiling;
+- server COPY: `COPY ... FROM '/tmp/file' (FORMAT BINARY)` of the same rows into a table made
+  like bars_1m and, on TimescaleDB, turned into a hypertable with bars_1m's chunk interval and
+  compression settings (the same kind of table the store writes), the ceiling;
 - the Parquet lake's write and two reads, when `market_assets.core.stores.lake` exists.
 
 Run: python benchmarks/ingest.py [--symbols 200 --sessions 20 --repeat 3 --dsn ...]
+(default DSN: the TimescaleDB test server on 5433; a plain PostgreSQL DSN measures plain tables)
 The last line is machine-readable: `RESULT store_vs_server_copy=... store_vs_to_sql=... ...`.
 """
 
@@ -196,11 +199,38 @@ def truncater(conn: psycopg.Connection, table: str) -> Callable[[], None]:
 
 
 def fresh_table(conn: psycopg.Connection, table: str) -> Callable[[], None]:
-    """Create `table` like bars_1m (columns, primary key); return its `truncater`."""
+    """Create `table` like bars_1m (columns, primary key) and, when bars_1m is a hypertable,
+    make it one with the same chunk interval and compression settings; return its
+    `truncater`."""
     conn.execute(
         sql.SQL("CREATE TABLE {} (LIKE bars_1m INCLUDING ALL)").format(sql.Identifier(table))
     )
+    interval = bars_1m_chunk_interval(conn)
+    if interval is not None:
+        conn.execute(
+            "SELECT create_hypertable(%s, by_range('ts', %s::interval))", (table, interval)
+        )
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = "
+                "'symbol', timescaledb.compress_orderby = 'ts DESC')"
+            ).format(sql.Identifier(table))
+        )
     return truncater(conn, table)
+
+
+def bars_1m_chunk_interval(conn: psycopg.Connection) -> dt.timedelta | None:
+    """bars_1m's chunk interval when it is a hypertable, else None (plain PostgreSQL)."""
+    (installed,) = conn.execute(
+        "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
+    ).fetchone()
+    if not installed:
+        return None
+    row = conn.execute(
+        "SELECT time_interval FROM timescaledb_information.dimensions "
+        "WHERE hypertable_name = 'bars_1m' AND dimension_number = 1"
+    ).fetchone()
+    return row[0] if row else None
 
 
 def write_binary_copy_file(frame: pl.DataFrame, path: Path) -> None:
@@ -387,8 +417,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--dsn",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="admin DSN used to create and drop the scratch database",
+        default="postgresql://postgres@127.0.0.1:5433/postgres",
+        help="admin DSN used to create and drop the scratch database (default: TimescaleDB)",
     )
     args = parser.parse_args()
 
@@ -404,6 +434,13 @@ def main() -> None:
 
     with scratch_database(args.dsn) as dsn:
         results = measure_database(dsn, frame, partitions, args)
+        with psycopg.connect(dsn) as conn:
+            interval = bars_1m_chunk_interval(conn)
+    print(
+        "tables: plain PostgreSQL"
+        if interval is None
+        else f"tables: hypertables chunked every {interval} (store and server COPY alike)"
+    )
     lake_results, lake = measure_lake(frame, partitions, args.repeat)
     results += lake_results
 
