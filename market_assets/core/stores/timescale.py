@@ -55,6 +55,7 @@ from market_assets.core.stores.timescale_policies import (
 from market_assets.core.stores.timescale_read import (
     TimescaleReader,
     describe_dsn,
+    first_line,
     read_dataset,
 )
 from market_assets.core.stores.timescale_rewrite import (
@@ -445,7 +446,7 @@ def _timescaledb_unusable(cur: psycopg.Cursor, dsn: str) -> tuple[int, str] | No
     if preload is not None and "timescaledb" not in preload:
         return logging.WARNING, (
             "the timescaledb extension is installed but not preloaded (shared_preload_libraries "
-            f"= {','.join(preload) or 'empty'}): extension \"timescaledb\" must be preloaded; add "
+            f'= {",".join(preload) or "empty"}): extension "timescaledb" must be preloaded; add '
             "timescaledb to shared_preload_libraries in postgresql.conf and restart the server "
             "to use hypertables"
         )
@@ -456,7 +457,7 @@ def _timescaledb_unusable(cur: psycopg.Cursor, dsn: str) -> tuple[int, str] | No
             cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         except psycopg.Error as exc:
             cur.execute("ROLLBACK TO SAVEPOINT timescaledb_create")
-            failure = _first_line(exc)
+            failure = first_line(exc)
         else:
             cur.execute("RELEASE SAVEPOINT timescaledb_create")
             return None
@@ -492,12 +493,8 @@ def _probe_create_extension(dsn: str) -> str | None:
             probe.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             probe.rollback()
     except psycopg.Error as exc:
-        return _first_line(exc)
+        return first_line(exc)
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _load_hypertables(cur: psycopg.Cursor) -> dict[str, Hypertable]:

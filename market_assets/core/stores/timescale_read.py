@@ -138,7 +138,7 @@ class TimescaleReader:
                 return cur.fetch_arrow_table()
         except adbc_driver_manager.Error as exc:
             self.close()
-            raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+            raise StoreError(f"{action} failed: {first_line(exc)}") from exc
 
     # -- internals ------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class TimescaleReader:
             except adbc_driver_manager.Error as exc:
                 raise StoreError(
                     f"cannot connect to PostgreSQL ({describe_dsn(self._dsn)}): "
-                    f"{_first_line(exc)}; check the DSN and that the server is running"
+                    f"{first_line(exc)}; check the DSN and that the server is running"
                 ) from exc
             # Dates compared with timestamptz bounds (corporate actions) mean UTC midnight.
             with conn.cursor() as cur:
@@ -220,5 +220,6 @@ def _new_york_midnight(moment: dt.datetime) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=EXCHANGE_TZ).astimezone(dt.UTC)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (drivers append hints and context lines)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
