@@ -2,9 +2,9 @@
 --
 -- options_chains becomes a hypertable chunked on the snapshot time `ts` (7-day chunks; its
 -- unique key (contract, ts) includes the time column, as a hypertable requires), compressed
--- segmented by the underlying `symbol` and ordered by contract and ts, with chunks compressed
--- after 30 days. Idempotent in the same way as 001_hypertables.sql. No retention: chains are
--- the system of record (add add_retention_policy if you want one).
+-- segmented by the underlying `symbol` and ordered by contract and ts. Idempotent in the same
+-- way as 001_hypertables.sql. Policies (compression after 30 days; retention off) come from
+-- configs/datasets.yaml (`options_chains.timescale`) like every dataset's.
 
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 
@@ -27,6 +27,3 @@ BEGIN
     END IF;
 END
 $$;
-
-SELECT add_compression_policy('options_chains', compress_after => INTERVAL '30 days',
-                              if_not_exists => TRUE);
