@@ -52,7 +52,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
         build_after_close_schedule(
             f"{name}_after_close",
             [key, *(AssetKey(d) for d, ds in config.datasets.items() if ds.derived_from == name)],
-            config.exchange,
+            config.calendar_of(name),
             **LATER_AFTER_CLOSE.get(config.datasets[name].kind, {}),
         )
         for name, key in fetched.items()

@@ -104,6 +104,12 @@ class DatasetConfig(_Strict):
     `kind` says what the rows are: `bars` (the default) need a `granularity`; other kinds
     (`corporate_actions`; `ticks`: trades, tbbo, statistics; `options`; `fundamentals`;
     `fundamental_ratios`; `reference`; `index_constituents`) have none.
+
+    `calendar` names the dataset's exchange_calendars calendar (XLON, XHKG, XTKS, CMES for
+    CME Globex futures, ...) when it is not the file's top-level `exchange`: its sessions are
+    the dataset's partitions and its hours the completeness rules' hours. `extended_hours`
+    says whether an intraday dataset keeps bars outside regular hours (default: no, they are
+    quarantined as `extended_hours`); derived datasets follow their parent when unset.
     """
 
     kind: Literal[
@@ -124,6 +130,14 @@ class DatasetConfig(_Strict):
     backfill_sessions_per_run: int = Field(default=250, ge=1, le=2000)
     description: str = ""
     timescale: TimescalePolicy = Field(default_factory=TimescalePolicy)
+
+    calendar: str | None = None
+    extended_hours: bool | None = None
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, name: str | None) -> str | None:
+        return None if name is None else known_calendar(name)
 
     @model_validator(mode="after")
     def _source_is_set(self) -> DatasetConfig:
@@ -179,6 +193,25 @@ class UniversesFile(_Strict):
 class DatasetsFile(_Strict):
     exchange: str = "XNYS"
     datasets: dict[str, DatasetConfig] = Field(min_length=1)
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_exchange(cls, name: str) -> str:
+        return known_calendar(name)
+
+
+def known_calendar(name: str) -> str:
+    """`name` if exchange_calendars knows it; ValueError listing a few known names otherwise."""
+    import exchange_calendars as xcals
+
+    names = xcals.get_calendar_names(include_aliases=True)
+    if name not in names:
+        raise ValueError(
+            f"unknown exchange calendar {name!r}; use an exchange_calendars name such as "
+            "XNYS, XNAS, XLON, XHKG, XTKS or CMES (exchange_calendars.get_calendar_names() "
+            "lists them all)"
+        )
+    return name
 
 
 class ProvidersFile(_Strict):
@@ -281,6 +314,26 @@ class AppConfig:
     def timescale_policies(self) -> dict[str, TimescalePolicy]:
         """TimescaleDB policies of every dataset stored in PostgreSQL (`stores: timescale`)."""
         return {n: d.timescale for n, d in self.datasets.items() if "timescale" in d.stores}
+
+    def calendar_of(self, dataset: str) -> str:
+        """The exchange calendar of `dataset`: its own `calendar`, its parent's (derived
+        datasets), else the top-level `exchange`. Datasets not in datasets.yaml (adjusted
+        bars, indicators) follow bars_1d."""
+        config = self.datasets.get(dataset) or self.datasets.get("bars_1d")
+        while config is not None:
+            if config.calendar:
+                return config.calendar
+            config = self.datasets.get(config.derived_from) if config.derived_from else None
+        return self.exchange
+
+    def extended_hours_of(self, dataset: str) -> bool:
+        """Whether an intraday dataset keeps extended-hours bars (own setting, else parent's)."""
+        config = self.datasets.get(dataset)
+        while config is not None:
+            if config.extended_hours is not None:
+                return config.extended_hours
+            config = self.datasets.get(config.derived_from) if config.derived_from else None
+        return False
 
     def routes(self) -> dict[str, list[str]]:
         return {name: list(ds.providers) for name, ds in self.datasets.items() if ds.providers}

@@ -8,9 +8,12 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from market_assets.core.providers.base import BarRequest, FetchResult
+from market_assets.core.calendar import TradingCalendar
+from market_assets.core.providers.base import BarRequest, FetchResult, add_counts
 from market_assets.core.providers.registry import ProviderRegistry
 from market_assets.core.stores.layout import layout_for
+
+NOT_REQUESTED = "not_requested"
 
 
 def fetch_partition_bars(
@@ -18,12 +21,16 @@ def fetch_partition_bars(
     dataset: str,
     granularity: str,
     partitions: Sequence[tuple[str, dt.date]],
+    calendar: TradingCalendar | None = None,
 ) -> FetchResult:
     """Fetch bars for exactly `partitions`, in bulk.
 
     Symbols that share the same set of sessions (a rectangle) go into one request spanning
-    their first to last session; rows outside the asked partitions are dropped. A rectangle of
-    250 sessions x 50 symbols is therefore one vendor request, not 12,500.
+    their first to last session. A rectangle of 250 sessions x 50 symbols is therefore one
+    vendor request, not 12,500. Rows the vendor returned for a day `calendar` does not know
+    as a session (a weekend, another exchange's holiday) are kept, so validation quarantines
+    them with a rule name; rows of real sessions that were not asked for are left out and
+    counted in `dropped["not_requested"]`. Nothing disappears without a count.
     """
     sessions_by_symbol: dict[str, set[dt.date]] = defaultdict(set)
     for symbol, session in partitions:
@@ -48,24 +55,37 @@ def fetch_partition_bars(
         merged.requests += result.requests
         merged.failures.update(result.failures)
         merged.attempts.extend(result.attempts)
+        add_counts(merged.dropped, result.dropped)
         sources.update(dict.fromkeys(s for s in result.source.split(",") if s))
     merged.source = ",".join(sources)
-    merged.frame = _only_partitions(pl.concat(frames, how="diagonal_relaxed"), dataset, partitions)
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    merged.frame, not_requested = _only_partitions(frame, dataset, partitions, calendar)
+    add_counts(merged.dropped, {NOT_REQUESTED: not_requested})
     return merged
 
 
 def _only_partitions(
-    frame: pl.DataFrame, dataset: str, partitions: Sequence[tuple[str, dt.date]]
-) -> pl.DataFrame:
+    frame: pl.DataFrame,
+    dataset: str,
+    partitions: Sequence[tuple[str, dt.date]],
+    calendar: TradingCalendar | None,
+) -> tuple[pl.DataFrame, int]:
+    """Rows of the asked partitions (and of non-sessions or with no timestamp, for
+    quarantine), and how many other rows were left out."""
     if frame.is_empty():
-        return frame
+        return frame, 0
     wanted = pl.DataFrame(
         {"symbol": [p[0] for p in partitions], "__session": [p[1] for p in partitions]},
         schema={"symbol": pl.String(), "__session": pl.Date()},
-    )
+    ).with_columns(pl.lit(True).alias("__wanted"))
     session = layout_for(dataset).session_expr()
-    return (
-        frame.with_columns(session.alias("__session"))
-        .join(wanted, on=["symbol", "__session"], how="semi")
-        .drop("__session")
+    marked = frame.with_columns(session.alias("__session")).join(
+        wanted, on=["symbol", "__session"], how="left", maintain_order="left"
     )
+    keep = pl.col("__wanted").fill_null(False) | pl.col("__session").is_null()  # null ts
+    if calendar is not None:
+        days = marked.get_column("__session").drop_nulls().unique().to_list()
+        off_calendar = [day for day in days if not calendar.is_session(day)]
+        keep = keep | pl.col("__session").is_in(off_calendar)
+    kept = marked.filter(keep)
+    return kept.drop("__session", "__wanted"), marked.height - kept.height

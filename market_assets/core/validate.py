@@ -2,8 +2,11 @@
 
 A row is quarantined, never stored, when it breaks a hard rule: a null or non-positive price,
 high below max(open, close), low above min(open, close), a null or negative volume, a
-duplicate (symbol, ts), or a timestamp outside the partitions being written. The rest of the
-partition is stored. Softer judgements (outliers, gaps, stale prices) are asset checks.
+duplicate (symbol, ts), a timestamp outside the partitions being written (`outside_partition`),
+on a day the dataset's exchange calendar has no session (`not_a_session`: a weekend, another
+exchange's holiday), or, in a regular-hours intraday dataset, outside the session's regular
+hours (`extended_hours`). The rest of the partition is stored. Softer judgements (outliers,
+gaps, stale prices) are asset checks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import polars as pl
 from pandera.config import ValidationDepth, config_context
 
+from market_assets.core.calendar import TradingCalendar
 from market_assets.core.schemas import (
     BAR_COLUMNS,
     BAR_SCHEMA,
@@ -65,13 +69,18 @@ def split_valid_bars(
     *,
     dataset: str,
     partitions: Sequence[tuple[str, dt.date]] | None = None,
+    calendar: TradingCalendar | None = None,
+    extended_hours: bool = True,
 ) -> ValidationResult:
     """Apply the hard rules to canonical bars destined for `dataset`.
 
     `partitions` lists the (symbol, session) pairs being written; rows outside them are
-    quarantined as `outside_partition`. Identical duplicate rows keep one copy (the others are
-    quarantined as `duplicate_key`); duplicates that disagree are all quarantined as
-    `conflicting_duplicate_key`, since nothing says which one is right.
+    quarantined as `outside_partition`, or as `not_a_session` when `calendar` (the dataset's
+    exchange calendar) has no session on their day. With `extended_hours=False` and a
+    `calendar`, intraday rows of a written partition that open outside the session's regular
+    hours are quarantined as `extended_hours`. Identical duplicate rows keep one copy (the
+    others are quarantined as `duplicate_key`); duplicates that disagree are all quarantined
+    as `conflicting_duplicate_key`, since nothing says which one is right.
 
     The row rules are polars expressions evaluated in one pass, so a bad row is set aside
     rather than failing the frame; pandera then checks the kept frame's columns and dtypes
@@ -85,8 +94,16 @@ def split_valid_bars(
         .fill_null(True)
         .alias("wrong_granularity")
     )
-    if partitions is not None:
-        flags.append(pl.lit(_outside(bars, layout, partitions)))
+    outside = _outside(bars, layout, partitions) if partitions is not None else None
+    if outside is not None:
+        off_calendar = outside & _off_calendar(bars, layout, calendar if outside.any() else None)
+        flags.append(pl.lit(outside & ~off_calendar).alias("outside_partition"))
+        flags.append(pl.lit(off_calendar).alias("not_a_session"))
+    if calendar is not None and layout.intraday and not extended_hours:
+        regular = _in_regular_hours(bars, calendar)
+        if outside is not None:
+            regular = regular | outside
+        flags.append(pl.lit(~regular).alias("extended_hours"))
     is_sorted = _is_sorted(bars)
     marked = bars.with_columns(*flags, *_duplicate_flags(bars, is_sorted))
     rule_names = [*(f.meta.output_name() for f in flags), *DUPLICATE_RULES]
@@ -104,8 +121,11 @@ def split_valid_bars(
             ignore_nulls=True,
         ).alias("rule"),
     )
-    if partitions is None:
-        bad = bad.with_columns(pl.lit(False).alias("outside_partition"))
+    if outside is None:
+        bad = bad.with_columns(pl.lit(False).alias("__outside"))
+    else:
+        outside_any = pl.col("outside_partition") | pl.col("not_a_session")
+        bad = bad.with_columns(outside_any.alias("__outside"))
     quarantined = (
         _file_under_partitions(bad, layout, partitions)
         .select(
@@ -160,6 +180,35 @@ def _outside(
         inside |= in_session & member
     has_key = symbols.is_not_null().to_numpy() & bars.get_column("ts").is_not_null().to_numpy()
     return pl.Series("outside_partition", ~(inside & has_key))
+
+
+def _off_calendar(
+    bars: pl.DataFrame, layout: DatasetLayout, calendar: TradingCalendar | None
+) -> pl.Series:
+    """True for rows whose session date is not a session of `calendar` (all False without one)."""
+    if calendar is None or bars.is_empty():
+        return pl.Series("not_a_session", [False] * bars.height, dtype=pl.Boolean)
+    sessions = bars.select(layout.session_expr().alias("session")).get_column("session")
+    days = sessions.drop_nulls().unique().to_list()
+    off = [day for day in days if not calendar.is_session(day)]
+    return sessions.is_in(pl.Series(off, dtype=pl.Date()).implode()).fill_null(False).alias(
+        "not_a_session"
+    )
+
+
+def _in_regular_hours(bars: pl.DataFrame, calendar: TradingCalendar) -> pl.Series:
+    """True for rows whose ts falls in some session's regular [open, close) (null ts: True,
+    left to `null_timestamp`). A binary search over the calendar's schedule."""
+    from market_assets.core.transforms.resample import session_schedule
+
+    schedule = session_schedule(calendar)
+    opens = schedule.get_column("session_open").dt.epoch("us").to_numpy()
+    closes = schedule.get_column("session_close").dt.epoch("us").to_numpy()
+    ts = bars.get_column("ts")
+    epoch = ts.dt.epoch("us").fill_null(0).to_numpy()
+    slot = np.searchsorted(opens, epoch, side="right") - 1
+    inside = (slot >= 0) & (epoch < closes[np.clip(slot, 0, None)])
+    return pl.Series("regular_hours", inside | ts.is_null().to_numpy())
 
 
 def _epoch_us(moment: dt.datetime) -> int:
@@ -237,7 +286,7 @@ def _file_under_partitions(
         {"symbol": list(first_by_symbol), "__first": list(first_by_symbol.values())},
         schema={"symbol": pl.String(), "__first": pl.Date()},
     )
-    inside = ~pl.col("outside_partition") & pl.col("session").is_not_null()
+    inside = ~pl.col("__outside") & pl.col("session").is_not_null()
     return (
         own.join(fallback, on="symbol", how="left", maintain_order="left")
         .with_columns(
@@ -250,7 +299,7 @@ def _file_under_partitions(
             .otherwise(pl.col("symbol"))
             .alias("symbol"),
         )
-        .drop("__first")
+        .drop("__first", "__outside")
     )
 
 

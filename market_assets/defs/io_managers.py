@@ -36,6 +36,7 @@ from dagster import (
     OutputContext,
 )
 
+from market_assets.core.calendar import get_calendar
 from market_assets.core.stores.layout import layout_for
 from market_assets.core.validate import ValidationResult, split_valid_bars
 from market_assets.defs.events import StepEventRecorder, deferred, step_of
@@ -256,7 +257,14 @@ class BarsIOManager(PartitionedFrameIOManager):
     def split(
         self, frame: pl.DataFrame, dataset: str, pairs: Sequence[tuple[str, dt.date]]
     ) -> ValidationResult:
-        return split_valid_bars(frame, dataset=dataset, partitions=pairs)
+        config = self.platform.app_config()
+        return split_valid_bars(
+            frame,
+            dataset=dataset,
+            partitions=pairs,
+            calendar=get_calendar(config.calendar_of(dataset)),
+            extended_hours=config.extended_hours_of(dataset),
+        )
 
 
 def step_rectangle(

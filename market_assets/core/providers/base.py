@@ -133,6 +133,18 @@ class FetchResult:
     # Facts about the rows a user must see, copied into the provider's attempt record, e.g.
     # {"price_adjustment": "adjusted"} for files that hold adjusted prices.
     notes: dict[str, str] = field(default_factory=dict)
+    # Rows the provider read but deliberately did not return, by reason (e.g.
+    # {"extended_hours": 570} under `regular_hours_only`): never silent, they are counted in
+    # the run's metadata (`dropped_rows`) and the CLI summary.
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def add_counts(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """`total` with `more` added key by key (in place; returned for convenience)."""
+    for reason, count in more.items():
+        if count:
+            total[reason] = total.get(reason, 0) + int(count)
+    return total
 
 
 @runtime_checkable

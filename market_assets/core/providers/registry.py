@@ -52,6 +52,7 @@ from market_assets.core.providers.base import (
     RateLimitedError,
     TickRequest,
     TransientError,
+    add_counts,
 )
 from market_assets.core.providers.ratelimit import RequestLimiter
 from market_assets.core.providers.redact import SecretRedactor, secret_env_names
@@ -395,6 +396,7 @@ class ProviderRegistry:
         answered: list[str] = []  # providers that answered without error
         attempts: list[dict[str, str]] = []
         failures: dict[str, str] = {}  # symbol -> error from the latest provider asked for it
+        dropped: dict[str, int] = {}  # rows providers read and deliberately left out, by reason
         requests = 0
         last_error: ProviderError | None = None
         for name in names:
@@ -413,6 +415,7 @@ class ProviderRegistry:
                 continue
             result = call.result
             answered.append(name)
+            add_counts(dropped, result.dropped)
             served = set(result.frame.get_column("symbol").unique().to_list())
             if served:
                 frames.append(result.frame.with_columns(pl.lit(name).alias("source")))
@@ -446,6 +449,7 @@ class ProviderRegistry:
             requests=requests,
             failures=self.redactor.record(unresolved),
             attempts=[self.redactor.record(attempt) for attempt in attempts],
+            dropped=dropped,
         )
 
     def _call_with_retry(

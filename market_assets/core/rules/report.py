@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -52,13 +53,18 @@ def build_coverage(
     calendar: TradingCalendar,
     feed_alert_below: float,
     now: dt.datetime | None = None,
+    calendars: Mapping[str, TradingCalendar] | None = None,
 ) -> Coverage:
     """Assemble the report's tables.
 
     `results`: check results table rows (CHECK_RESULT_SCHEMA). `materialized`: dataset,
     symbol, session of every partition Dagster recorded as materialized. `check_status`:
     dataset, symbol, session, status (Dagster's latest check execution status per partition).
+    `calendars` gives datasets on another exchange their own calendar (default `calendar`).
     """
+    def calendar_of(dataset: str) -> TradingCalendar:
+        return (calendars or {}).get(dataset, calendar)
+
     partitions = (
         results.group_by(KEYS)
         .agg(
@@ -74,14 +80,14 @@ def build_coverage(
     stored = pl.concat(
         [partitions.select(KEYS), materialized.select(KEYS)], how="vertical"
     ).unique()
-    expected = _expected(stored, calendar)
+    expected = _expected(stored, calendar_of)
     by_month = _by_month(expected, materialized, partitions, check_status)
     return Coverage(
         generated_at=now or dt.datetime.now(dt.UTC),
         summary=_summary(by_month, check_status),
         by_month=by_month,
         failures=_failures(results),
-        gaps=_gaps(results, calendar),
+        gaps=_gaps(results, calendar_of),
         feeds=feed_scores(partitions.filter(pl.col("score").is_not_null())),
         quarantine=partitions.group_by("dataset", "symbol")
         .agg(pl.col("quarantined_rows").sum())
@@ -91,7 +97,9 @@ def build_coverage(
     )
 
 
-def _expected(stored: pl.DataFrame, calendar: TradingCalendar) -> pl.DataFrame:
+def _expected(
+    stored: pl.DataFrame, calendar_of: Callable[[str], TradingCalendar]
+) -> pl.DataFrame:
     """Every calendar session between each dataset's first and last stored session, for
     every symbol the dataset holds."""
     if stored.is_empty():
@@ -100,7 +108,7 @@ def _expected(stored: pl.DataFrame, calendar: TradingCalendar) -> pl.DataFrame:
         )
     frames = []
     for (dataset,), part in stored.partition_by("dataset", as_dict=True).items():
-        sessions = calendar.sessions(part["session"].min(), part["session"].max())
+        sessions = calendar_of(dataset).sessions(part["session"].min(), part["session"].max())
         symbols = part.get_column("symbol").unique().sort()
         frames.append(
             pl.DataFrame({"session": sessions}, schema={"session": pl.Date()})
@@ -197,7 +205,7 @@ def _failures(results: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _gaps(results: pl.DataFrame, calendar: TradingCalendar) -> pl.DataFrame:
+def _gaps(results: pl.DataFrame, calendar_of: Callable[[str], TradingCalendar]) -> pl.DataFrame:
     """Missing sessions merged into [start, end) ranges of consecutive sessions, then the
     intraday gaps recorded by `missing_bars`."""
     schema = {
@@ -211,16 +219,22 @@ def _gaps(results: pl.DataFrame, calendar: TradingCalendar) -> pl.DataFrame:
     rows: list[dict[str, object]] = []
     missing = results.filter((pl.col("rule") == "missing_sessions") & ~pl.col("passed"))
     if not missing.is_empty():
-        first, last = missing["session"].min(), missing["session"].max()
-        index = {day: i for i, day in enumerate(calendar.sessions(first, last))}
-        runs = (
-            missing.select("dataset", "symbol", "session", "offending_rows")
-            .sort("dataset", "symbol", "session")
-            .with_columns(
-                pl.col("session")
-                .replace_strict(index, default=None, return_dtype=pl.Int64)
-                .alias("__n")
+        numbered = []
+        for (dataset,), part in missing.partition_by("dataset", as_dict=True).items():
+            first, last = part["session"].min(), part["session"].max()
+            sessions = calendar_of(dataset).sessions(first, last)
+            index = {day: i for i, day in enumerate(sessions)}
+            numbered.append(
+                part.with_columns(
+                    pl.col("session")
+                    .replace_strict(index, default=None, return_dtype=pl.Int64)
+                    .alias("__n")
+                )
             )
+        runs = (
+            pl.concat(numbered)
+            .select("dataset", "symbol", "session", "offending_rows", "__n")
+            .sort("dataset", "symbol", "session")
             .with_columns(
                 ((pl.col("__n") - pl.col("__n").shift(1)).fill_null(0) != 1)
                 .or_(pl.col("symbol") != pl.col("symbol").shift(1))

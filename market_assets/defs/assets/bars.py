@@ -23,6 +23,7 @@ from dagster import (
     asset,
 )
 
+from market_assets.core.calendar import get_calendar
 from market_assets.core.config import AppConfig, DatasetConfig
 from market_assets.core.ingest import fetch_partition_bars
 from market_assets.core.stores.layout import layout_for
@@ -92,11 +93,15 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         name=name,
         description=dataset.description,
         group_name="bars",
-        partitions_def=session_symbol_partitions(dataset.start, config.exchange),
+        partitions_def=session_symbol_partitions(dataset.start, config.calendar_of(name)),
         backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
         io_manager_key=IO_MANAGER_KEY,
         kinds={"polars", "parquet"},
-        metadata={"granularity": dataset.granularity, "providers": ", ".join(dataset.providers)},
+        metadata={
+            "granularity": dataset.granularity,
+            "providers": ", ".join(dataset.providers),
+            "calendar": config.calendar_of(name),
+        },
         pool=vendor_pool(_primary_provider(dataset, config)),
     )
     def _fetched(context: AssetExecutionContext, platform: PlatformResource) -> Output:
@@ -108,7 +113,10 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
             pinned=context.run.tags.get(PROVIDER_TAG),
             files_dir=context.run.tags.get(FILES_DIR_TAG),
         )
-        result = fetch_partition_bars(registry, name, dataset.granularity, rectangle.pairs)
+        calendar = get_calendar(app_config.calendar_of(name))
+        result = fetch_partition_bars(
+            registry, name, dataset.granularity, rectangle.pairs, calendar
+        )
         for symbol, message in result.failures.items():
             context.log.error(f"{name} {symbol}: {message}")
         metadata = _frame_metadata(result.frame, started)
@@ -119,11 +127,18 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
                 "partitions": len(rectangle),
                 "failed_symbols": MetadataValue.json(result.failures),
                 "provider_attempts": MetadataValue.json(result.attempts),
+                "dropped_rows": MetadataValue.json(result.dropped),
             }
         )
-        adjusted = [a["provider"] for a in result.attempts if a.get("price_adjustment")]
+        for reason, count in result.dropped.items():
+            context.log.warning(f"{name}: {count} row(s) not stored: {reason}")
+        adjusted = {
+            a["provider"]: a["price_adjustment"]
+            for a in result.attempts
+            if a.get("price_adjustment")
+        }
         if adjusted:
-            metadata["price_adjustment"] = f"adjusted ({', '.join(dict.fromkeys(adjusted))})"
+            metadata["price_adjustment"] = ", ".join(f"{m} ({p})" for p, m in adjusted.items())
         comparison = _backup_vs_stored(platform, name, result.frame, registry.route(name)[0])
         if comparison is not None:
             metadata["backup_vs_stored"] = MetadataValue.json(comparison)
@@ -143,7 +158,9 @@ def derived_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         name=name,
         description=dataset.description,
         group_name="bars",
-        partitions_def=session_symbol_partitions(config.datasets[parent].start, config.exchange),
+        partitions_def=session_symbol_partitions(
+            config.datasets[parent].start, config.calendar_of(name)
+        ),
         # Same policy as the parent, so one run can carry both.
         backfill_policy=_backfill_policy(
             config.datasets[parent], len(config.symbol_partitions.keys)

@@ -55,7 +55,7 @@ def corporate_actions_asset(dataset: DatasetConfig, config: AppConfig) -> Assets
         name=ACTIONS_ASSET,
         description=dataset.description,
         group_name="corporate_actions",
-        partitions_def=session_symbol_partitions(dataset.start, config.exchange),
+        partitions_def=session_symbol_partitions(dataset.start, config.calendar_of(DAILY_BARS)),
         backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
         io_manager_key=ACTIONS_IO_MANAGER_KEY,
         deps=[DAILY_BARS],
@@ -111,7 +111,7 @@ def adjusted_bars_asset(config: AppConfig) -> AssetsDefinition:
         description="Daily bars with raw OHLCV plus adj_open/high/low/close/volume, "
         "split_factor and dividend_factor (multiplicative, backward, from corporate_actions).",
         group_name="corporate_actions",
-        partitions_def=session_symbol_partitions(daily.start, config.exchange),
+        partitions_def=session_symbol_partitions(daily.start, config.calendar_of(DAILY_BARS)),
         backfill_policy=_backfill_policy(daily, len(config.symbol_partitions.keys)),
         io_manager_key=TABLE_IO_MANAGER_KEY,
         deps=[DAILY_BARS, ACTIONS_ASSET],

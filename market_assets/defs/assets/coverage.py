@@ -108,6 +108,7 @@ def collect_coverage(
         pl.concat(statuses) if statuses else empty_status,
         get_calendar(config.exchange),
         thresholds.score.feed_alert_below,
+        calendars={dataset: get_calendar(config.calendar_of(dataset)) for dataset in datasets},
     )
 
 

@@ -47,7 +47,7 @@ def indicators_asset(config: AppConfig, indicators: IndicatorsConfig) -> AssetsD
         description="Technical indicators (TA-Lib) of bars_1d_adjusted: "
         + ", ".join(indicators.names()),
         group_name="corporate_actions",
-        partitions_def=session_symbol_partitions(daily.start, config.exchange),
+        partitions_def=session_symbol_partitions(daily.start, config.calendar_of(DAILY_BARS)),
         backfill_policy=_backfill_policy(daily, len(config.symbol_partitions.keys)),
         io_manager_key=TABLE_IO_MANAGER_KEY,
         deps=[ADJUSTED_ASSET],

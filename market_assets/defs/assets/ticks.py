@@ -66,7 +66,7 @@ def tick_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> AssetsDe
         name=name,
         description=dataset.description,
         group_name="ticks",
-        partitions_def=session_symbol_partitions(dataset.start, config.exchange),
+        partitions_def=session_symbol_partitions(dataset.start, config.calendar_of(name)),
         backfill_policy=BackfillPolicy.multi_run(dataset.backfill_sessions_per_run * symbol_keys),
         io_manager_key=TICKS_IO_MANAGER_KEY,
         kinds={"polars", "parquet"},

@@ -51,7 +51,7 @@ def readjust_requests(
     `materialized` are the partition keys of the adjusted asset materialized so far; only
     those sessions are rebuilt (nothing is backfilled that was never asked for).
     """
-    calendar = get_calendar(config.exchange)
+    calendar = get_calendar(config.calendar_of("bars_1d"))
     partitions = config.symbol_partitions
     cutoff_by_key: dict[str, dt.date] = {}
     for symbol, ex_date in changes.items():

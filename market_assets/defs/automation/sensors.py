@@ -38,11 +38,11 @@ def build_universe_sensor(fetched_assets: Mapping[str, AssetKey]) -> SensorDefin
         if not new_keys:
             return SkipReason("every universe symbol key is registered")
         registered = [*existing, *new_keys]
-        calendar = get_calendar(config.exchange)
-        last = calendar.last_completed_sessions(1)[-1]
         run_requests = []
         for name, key in fetched_assets.items():
             dataset = config.datasets[name]
+            calendar = get_calendar(config.calendar_of(name))
+            last = calendar.last_completed_sessions(1)[-1]
             sessions = calendar.sessions(dataset.start, last)
             run_requests += rectangle_run_requests(
                 [key],

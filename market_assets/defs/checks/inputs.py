@@ -57,7 +57,7 @@ def gather_inputs(
     partitions: Sequence[Partition],
 ) -> CheckInputs:
     """Read the partitions of `dataset` and everything its rules may compare them with."""
-    calendar = get_calendar(config.exchange)
+    calendar = get_calendar(config.calendar_of(dataset))
     symbols = sorted({s for s, _ in partitions})
     sessions = sorted({d for _, d in partitions})
     bars = lake.read_partitions(dataset, list(partitions))
