@@ -12,9 +12,31 @@ DEFAULT_EXCHANGE = "XNYS"
 CALENDAR_START = "1990-01-02"
 
 
+@lru_cache(maxsize=1)
+def _calendar_names() -> frozenset[str]:
+    return frozenset(xcals.get_calendar_names(include_aliases=True))
+
+
+def known_calendar(name: str) -> str:
+    """`name` if exchange_calendars knows it; ValueError listing a few known names otherwise."""
+    if name not in _calendar_names():
+        raise ValueError(
+            f"unknown exchange calendar {name!r}; use an exchange_calendars name such as "
+            "XNYS, XNAS, XLON, XHKG, XTKS or CMES (exchange_calendars.get_calendar_names() "
+            "lists them all)"
+        )
+    return name
+
+
 @lru_cache(maxsize=8)
 def _calendar(exchange: str) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(exchange, start=CALENDAR_START)
+    """The calendar from CALENDAR_START, or from its own earliest date when that is later
+    (XTKS starts in 1997)."""
+    earliest = xcals.get_calendar(exchange).bound_min()
+    start = pd.Timestamp(CALENDAR_START)
+    if earliest is not None and earliest > start:
+        start = earliest
+    return xcals.get_calendar(exchange, start=start)
 
 
 def _to_date(value: dt.date | str) -> dt.date:
@@ -31,6 +53,11 @@ class TradingCalendar:
     def __init__(self, exchange: str = DEFAULT_EXCHANGE) -> None:
         self.exchange = exchange
         self._cal = _calendar(exchange)
+
+    @property
+    def exchange_calendar(self) -> xcals.ExchangeCalendar:
+        """The underlying exchange_calendars calendar (its `schedule`, `tz`, ...)."""
+        return self._cal
 
     @property
     def first_session(self) -> dt.date:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from market_assets.core.calendar import known_calendar
 from market_assets.core.errors import ConfigError
 from market_assets.core.symbols import validate_symbol
 
@@ -199,19 +200,6 @@ class DatasetsFile(_Strict):
     def _known_exchange(cls, name: str) -> str:
         return known_calendar(name)
 
-
-def known_calendar(name: str) -> str:
-    """`name` if exchange_calendars knows it; ValueError listing a few known names otherwise."""
-    import exchange_calendars as xcals
-
-    names = xcals.get_calendar_names(include_aliases=True)
-    if name not in names:
-        raise ValueError(
-            f"unknown exchange calendar {name!r}; use an exchange_calendars name such as "
-            "XNYS, XNAS, XLON, XHKG, XTKS or CMES (exchange_calendars.get_calendar_names() "
-            "lists them all)"
-        )
-    return name
 
 
 class ProvidersFile(_Strict):

@@ -29,6 +29,7 @@ from market_assets.core.schemas import (
     conform_bars,
 )
 from market_assets.core.stores.layout import DatasetLayout, layout_for
+from market_assets.core.transforms.resample import regular_hours_mask
 
 RULES: dict[str, pl.Expr] = {
     "null_price": pl.any_horizontal(
@@ -100,7 +101,7 @@ def split_valid_bars(
         flags.append(pl.lit(outside & ~off_calendar).alias("outside_partition"))
         flags.append(pl.lit(off_calendar).alias("not_a_session"))
     if calendar is not None and layout.intraday and not extended_hours:
-        regular = _in_regular_hours(bars, calendar)
+        regular = regular_hours_mask(bars.get_column("ts"), calendar).fill_null(True)
         if outside is not None:
             regular = regular | outside
         flags.append(pl.lit(~regular).alias("extended_hours"))
@@ -194,21 +195,6 @@ def _off_calendar(
     return sessions.is_in(pl.Series(off, dtype=pl.Date()).implode()).fill_null(False).alias(
         "not_a_session"
     )
-
-
-def _in_regular_hours(bars: pl.DataFrame, calendar: TradingCalendar) -> pl.Series:
-    """True for rows whose ts falls in some session's regular [open, close) (null ts: True,
-    left to `null_timestamp`). A binary search over the calendar's schedule."""
-    from market_assets.core.transforms.resample import session_schedule
-
-    schedule = session_schedule(calendar)
-    opens = schedule.get_column("session_open").dt.epoch("us").to_numpy()
-    closes = schedule.get_column("session_close").dt.epoch("us").to_numpy()
-    ts = bars.get_column("ts")
-    epoch = ts.dt.epoch("us").fill_null(0).to_numpy()
-    slot = np.searchsorted(opens, epoch, side="right") - 1
-    inside = (slot >= 0) & (epoch < closes[np.clip(slot, 0, None)])
-    return pl.Series("regular_hours", inside | ts.is_null().to_numpy())
 
 
 def _epoch_us(moment: dt.datetime) -> int:

@@ -39,6 +39,8 @@ class DatasetStats:
     seconds: float = 0.0
     failed_symbols: dict[str, str] = field(default_factory=dict)
     sources: set[str] = field(default_factory=set)
+    quarantine_rules: dict[str, int] = field(default_factory=dict)  # rule -> rows
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows not stored
 
 
 @dataclass
@@ -179,5 +181,12 @@ def _collect(instance: DagsterInstance, run_id: str, summary: RunSummary) -> Non
         stats.quarantined += int(meta.get("quarantined_rows", 0))
         stats.seconds += sum(float(meta.get(k, 0)) for k in ("seconds", "write_seconds"))
         stats.failed_symbols.update(meta.get("failed_symbols") or {})
+        _add_counts(stats.quarantine_rules, meta.get("quarantine_rules"))
+        _add_counts(stats.dropped, meta.get("dropped_rows"))
         if meta.get("source"):
             stats.sources.add(str(meta["source"]))
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int] | None) -> None:
+    for reason, count in (more or {}).items():
+        total[reason] = total.get(reason, 0) + int(count)

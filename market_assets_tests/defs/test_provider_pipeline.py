@@ -111,7 +111,9 @@ def test_ingest_with_the_lean_daily_provider_stores_raw_bars_in_the_lake(instanc
     assert "price_adjustment" not in latest_metadata(pipeline)
 
 
-def test_adjusted_files_are_flagged_in_the_runs_metadata(instance, tmp_path):
+def test_split_adjusted_files_are_stored_raw_and_say_so_in_the_runs_metadata(
+    instance, tmp_path
+):
     sample = require("zipline/csvdir_samples__csvdir__daily__AAPL.csv.gz")
 
     def enable_csvdir(providers: dict, datasets: dict) -> None:
@@ -127,10 +129,13 @@ def test_adjusted_files_are_flagged_in_the_runs_metadata(instance, tmp_path):
 
     assert not summary.failed_runs
     metadata = latest_metadata(pipeline)
-    assert metadata["price_adjustment"] == "adjusted (zipline_csvdir)"
-    assert metadata["provider_attempts"][-1]["price_adjustment"] == "adjusted"
+    restored = "split_adjusted, restored to raw with 1 listed split(s)"
+    assert metadata["price_adjustment"] == f"{restored} (zipline_csvdir)"
+    assert metadata["provider_attempts"][-1]["price_adjustment"] == restored
     daily = pipeline.market().bars("AAPL", "2014-06-05", "2014-06-11", "1d")
     assert daily["source"].unique().to_list() == ["zipline_csvdir"]
+    closes = dict(zip(daily["ts"].dt.date(), daily["close"], strict=True))
+    assert closes[dt.date(2014, 6, 6)] == pytest.approx(645.57, abs=1e-4)
 
 
 def test_pinning_a_disabled_provider_fails_the_run_saying_it_is_disabled(instance, tmp_path):

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import exchange_calendars as xcals
 import numpy as np
 import polars as pl
 
-from market_assets.core.calendar import CALENDAR_START, TradingCalendar, get_calendar
+from market_assets.core.calendar import TradingCalendar, get_calendar
 from market_assets.core.schemas import TS_DTYPE, conform_bars, empty_bars
 from market_assets.core.stores.layout import EXCHANGE_TZ, layout_for
 
@@ -36,7 +35,7 @@ HOUR_MICROSECONDS = 3_600_000_000
 
 @lru_cache(maxsize=8)
 def _schedule(exchange: str) -> pl.DataFrame:
-    table = xcals.get_calendar(exchange, start=CALENDAR_START).schedule
+    table = get_calendar(exchange).exchange_calendar.schedule
     return pl.DataFrame(
         {
             "session": table.index.to_numpy(),
@@ -58,6 +57,19 @@ def session_schedule(calendar: TradingCalendar | None = None) -> pl.DataFrame:
     """
     calendar = calendar or get_calendar()
     return _schedule(calendar.exchange)
+
+
+def regular_hours_mask(ts: pl.Series, calendar: TradingCalendar) -> pl.Series:
+    """True where a timestamp falls in some session's regular [open, close) (a binary search
+    over the calendar's schedule); null timestamps give null."""
+    schedule = session_schedule(calendar)
+    opens = schedule.get_column("session_open").dt.epoch("us").to_numpy()
+    closes = schedule.get_column("session_close").dt.epoch("us").to_numpy()
+    epoch = ts.dt.epoch("us").fill_null(0).to_numpy()
+    slot = np.searchsorted(opens, epoch, side="right") - 1
+    inside = (slot >= 0) & (epoch < closes[np.clip(slot, 0, None)])
+    mask = pl.Series("regular_hours", inside)
+    return pl.select(pl.when(pl.lit(ts).is_not_null()).then(pl.lit(mask))).to_series()
 
 
 def resample_bars(

@@ -84,7 +84,7 @@ def test_lean_daily_zip_through_the_repo_mapping_gives_raw_prices_across_the_7_f
     assert result.failures == {}
 
 
-def test_zipline_csvdir_through_the_repo_mapping_is_flagged_adjusted_and_lists_the_split():
+def test_zipline_csvdir_split_adjusted_prices_are_restored_to_raw_with_the_listed_split():
     sample = require("zipline/csvdir_samples__csvdir__daily__AAPL.csv.gz")
     csvdir = FilesProvider.from_config(
         repo_entry(
@@ -98,10 +98,10 @@ def test_zipline_csvdir_through_the_repo_mapping_is_flagged_adjusted_and_lists_t
     actions = csvdir.fetch_actions(ActionsRequest(("AAPL",), D(2014, 1, 1), D(2015, 1, 1)))
 
     assert isinstance(csvdir, FilesActionsProvider)
-    assert bars.notes == {"price_adjustment": "adjusted"}
-    assert actions.notes == {"price_adjustment": "adjusted"}
+    restored = {"price_adjustment": "split_adjusted, restored to raw with 1 listed split(s)"}
+    assert bars.notes == restored
     closes = dict(zip(bars.frame["ts"].dt.date(), bars.frame["close"], strict=True))
-    assert closes[D(2014, 6, 6)] == pytest.approx(92.224289)  # already divided by 7
+    assert closes[D(2014, 6, 6)] == pytest.approx(645.57, abs=1e-4)  # 92.224289 x 7: raw
     assert closes[D(2014, 6, 9)] == pytest.approx(93.699997)
     splits = actions.frame.filter(pl.col("action_type") == "split")
     assert splits.select("ex_date", "ratio").rows() == [(D(2014, 6, 9), 7.0)]
@@ -112,16 +112,18 @@ def test_zipline_csvdir_through_the_repo_mapping_is_flagged_adjusted_and_lists_t
         D(2014, 8, 7),
         D(2014, 11, 6),
     ]
-    assert dividends["amount"].to_list() == [0.43571, 0.47, 0.47, 0.47]
+    assert dividends["amount"].to_list() == pytest.approx([3.04997, 3.29, 0.47, 0.47])
+    assert dividends["currency"].unique().to_list() == ["USD"]
 
 
 def test_repository_example_entries_are_valid_mappings():
     lean = parse_mapping({k: v for k, v in repo_entry("lean_daily").items() if k != "kind"})
     csvdir = parse_mapping({k: v for k, v in repo_entry("zipline_csvdir").items() if k != "kind"})
 
-    assert (lean.header, lean.price_scale, lean.adjusted) == (False, 0.0001, False)
+    assert (lean.header, lean.price_scale, lean.price_adjustment) == (False, 0.0001, "raw")
     assert lean.file_columns() == ("ts", "open", "high", "low", "close", "volume")
-    assert csvdir.adjusted and csvdir.has_actions and csvdir.column_for("ts") == "date"
+    assert csvdir.price_adjustment == "split_adjusted" and csvdir.has_actions
+    assert csvdir.column_for("ts") == "date"
 
 
 # ---------------------------------------------------------------------------- generated files
@@ -359,7 +361,7 @@ def test_a_granularity_the_files_do_not_hold_is_a_bad_request(tmp_path):
         ({"timezone": "America/NewYork"}, "settings.timezone: unknown time zone 'America/NewYork'"),
         ({"colums": {}}, "settings.colums: Extra inputs are not permitted"),
         ({"header": False}, "settings: header: false needs column_order"),
-        ({"columns": {"adj_close": "x"}}, "unknown canonical field(s) ['adj_close']"),
+        ({"columns": {"adj_open": "x"}}, "unknown canonical field(s) ['adj_open']"),
         ({"pattern": "all.csv"}, "map its symbol column (columns: {symbol: ticker})"),
         ({"pattern": "../{symbol}.csv"}, "must stay inside `directory`"),
         ({"pattern": "{ticker}.csv"}, "unknown placeholder(s) ['ticker']"),
