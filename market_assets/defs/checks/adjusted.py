@@ -3,8 +3,11 @@
 Adjustment is a property of a symbol's history, not of one bar, so this check is not
 partitioned: after a run writes adjusted bars it judges the run's symbols over the run's
 sessions (plus a short lead-in, so the first ex-date has its previous close) against their
-stored corporate actions. It never blocks (a vendor's quirk must not stop the pipeline); a
-failed ERROR rule shows as a failed ERROR check in the UI, with the offending rows.
+stored corporate actions. When the bars came from a provider that also serves the vendor's
+own adjusted close (a `files` mapping with an `adj_close` column), our adjusted close is
+compared with it too (`vendor_adjusted_close_difference`). It never blocks (a vendor's quirk
+must not stop the pipeline); a failed ERROR rule shows as a failed ERROR check in the UI, with
+the offending rows.
 """
 
 
@@ -26,6 +29,7 @@ from market_assets.core.rules.adjustment import (
     double_adjustment_risk,
     no_split_jumps_in_adjusted,
     split_jumps_explained,
+    vendor_adjusted_close_difference,
 )
 from market_assets.core.rules.base import RuleResult, Severity
 from market_assets.defs.automation.runs import RANGE_END_TAG, RANGE_START_TAG
@@ -54,14 +58,38 @@ def run_symbols_and_sessions(
     return symbols, first, last
 
 
-def judge_adjustment(adjusted: pl.DataFrame, actions: pl.DataFrame) -> list[RuleResult]:
-    """Every adjustment rule on adjusted bars (which carry the raw columns too)."""
-    return [
+def judge_adjustment(
+    adjusted: pl.DataFrame, actions: pl.DataFrame, vendor: pl.DataFrame | None = None
+) -> list[RuleResult]:
+    """Every adjustment rule on adjusted bars (which carry the raw columns too); with
+    `vendor` (symbol, ts, vendor_adj_close) rows, the comparison with the vendor's too."""
+    results = [
         split_jumps_explained(adjusted, actions),
         no_split_jumps_in_adjusted(adjusted),
         dividend_continuity(adjusted, actions),
         double_adjustment_risk(adjusted, actions),
     ]
+    if vendor is not None and not vendor.is_empty():
+        results.append(vendor_adjusted_close_difference(adjusted, vendor))
+    return results
+
+
+def vendor_adjusted_closes(
+    platform: PlatformResource, adjusted: pl.DataFrame, start: dt.date, end: dt.date
+) -> pl.DataFrame | None:
+    """The vendor's adjusted closes of the symbols each source of `adjusted` served, from the
+    providers that offer them (None when no source does)."""
+    if adjusted.is_empty():
+        return None
+    providers = platform.registry().providers
+    frames = []
+    for (source,), part in adjusted.partition_by("source", as_dict=True).items():
+        provider = providers.get(source)
+        if provider is None or not hasattr(provider, "fetch_vendor_adjusted_closes"):
+            continue
+        symbols = sorted(part.get_column("symbol").unique().to_list())
+        frames.append(provider.fetch_vendor_adjusted_closes(symbols, start, end))
+    return pl.concat(frames) if frames else None
 
 
 def build_adjustment_check() -> AssetChecksDefinition:
@@ -84,7 +112,8 @@ def build_adjustment_check() -> AssetChecksDefinition:
         end = last + dt.timedelta(days=1)
         adjusted = lake.read(ADJUSTED_DATASET, symbols, start, end)
         actions = lake.read("corporate_actions", symbols, start, end)
-        results = judge_adjustment(adjusted, actions)
+        vendor = vendor_adjusted_closes(platform, adjusted, start, end)
+        results = judge_adjustment(adjusted, actions, vendor)
         failed = [r for r in results if not r.passed]
         errors = [r for r in failed if r.severity is Severity.ERROR]
         return AssetCheckResult(

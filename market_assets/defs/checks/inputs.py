@@ -92,8 +92,24 @@ def gather_inputs(
         daily=daily,
         minute=minute,
         actions=_actions(lake, config, symbols, [*before, *sessions]),
+        adjusted=served_adjusted(config, bars),
     )
     return CheckInputs(bars=bars, context=context, quarantined=quarantined)
+
+
+def served_adjusted(config: AppConfig, bars: pl.DataFrame) -> bool:
+    """Whether every judged bar came from a provider that serves fully adjusted prices (a
+    `files` provider with `adjustment: fully_adjusted`): splits then must not show as jumps."""
+    from market_assets.core.providers.files_mapping import adjustment_of
+
+    sources = bars.get_column("source").drop_nulls().unique().to_list() if bars.height else []
+    providers = config.providers.providers
+    return bool(sources) and all(
+        source in providers
+        and providers[source].kind == "files"
+        and adjustment_of(providers[source].settings) == "fully_adjusted"
+        for source in sources
+    )
 
 
 def _previous_closes(daily: pl.DataFrame, calendar: TradingCalendar) -> pl.DataFrame:
