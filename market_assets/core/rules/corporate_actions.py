@@ -21,7 +21,7 @@ def _first_bars(frame: pl.DataFrame) -> pl.DataFrame:
     return (
         frame.with_row_index("__row")
         .filter(pl.col("judged") & pl.col("new_session"))
-        .select("symbol", "session", "__row", "ts", "prev_close", "open", "gap")
+        .select("symbol", "session", "__row", "ts", "prev_close", "open", "gap", "ret")
     )
 
 
@@ -59,7 +59,10 @@ def split_not_reflected(
     if context.adjusted or due.is_empty():
         return Findings.none(checked=due.select("symbol", "session"))
     log_ratio = pl.col("ratio").log()
-    missed = due.filter(~((pl.col("gap") + log_ratio).abs() <= settings.tolerance).fill_null(False))
+    at_open = (pl.col("gap") + log_ratio).abs() <= settings.tolerance
+    spanned = (pl.col("ret") + log_ratio).abs() <= settings.tolerance
+    reflected = at_open.fill_null(False) | (spanned.fill_null(False) & pl.lit(context.intraday))
+    missed = due.filter(~reflected)
     if missed.is_empty():
         return Findings.none(checked=due.select("symbol", "session"))
     indexed = frame.with_row_index("__row").with_columns(

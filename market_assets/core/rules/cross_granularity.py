@@ -6,16 +6,23 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from market_assets.core.calendar import TradingCalendar
 from market_assets.core.rules.base import Findings, RuleContext
 from market_assets.core.rules.frame import column, session_of
 from market_assets.core.rules.outliers import bad_print_rows
 from market_assets.core.rules.thresholds import CrossGranularitySettings, OpenGapSettings
+from market_assets.core.transforms.resample import regular_hours_mask
 
 FIELDS = ("open", "high", "low", "close", "volume")
 
 
-def _minute_aggregate(minute: pl.DataFrame) -> pl.DataFrame:
-    """One row per (symbol, session): first open, max high, min low, last close, volume."""
+def _minute_aggregate(
+    minute: pl.DataFrame, calendar: TradingCalendar | None = None
+) -> pl.DataFrame:
+    """One row per (symbol, session): first open, max high, min low, last close, volume; of
+    the regular-hours minutes only when a `calendar` is given."""
+    if calendar is not None and not minute.is_empty():
+        minute = minute.filter(regular_hours_mask(minute.get_column("ts"), calendar))
     ordered = minute.sort("symbol", "ts")
     ordered = ordered.with_columns(session_of(ordered.get_column("ts"), intraday=True))
     return ordered.group_by("symbol", "session", maintain_order=True).agg(
@@ -34,20 +41,23 @@ def daily_vs_minutes(
     close within `price_tolerance`, volume within `volume_tolerance` (relative to the daily).
 
     Judges daily bars against `context.minute`, or minute bars against `context.daily`; only
-    sessions present on both sides are checked.
+    sessions present on both sides are checked. Minutes outside the regular session (of
+    `context.calendar`) are left out of the aggregate unless the settings say the daily bar
+    includes extended hours (`daily_includes_extended_hours`).
     """
+    regular = None if settings.daily_includes_extended_hours else context.calendar
     judged = frame.filter(pl.col("judged"))
     if context.intraday:
         other = context.daily
         if other is None or other.is_empty():
             return Findings.none(checked=judged.select("symbol", "session").clear())
-        minute_side = _minute_aggregate(judged)
+        minute_side = _minute_aggregate(judged, regular)
         daily_side = other.select("symbol", pl.col("ts").dt.date().alias("session"), *FIELDS)
     else:
         other = context.minute
         if other is None or other.is_empty():
             return Findings.none(checked=judged.select("symbol", "session").clear())
-        minute_side = _minute_aggregate(other)
+        minute_side = _minute_aggregate(other, regular)
         daily_side = judged.select("symbol", "session", *FIELDS)
     both = daily_side.join(
         minute_side, on=["symbol", "session"], how="inner", suffix="_minutes"

@@ -16,7 +16,10 @@ Columns added:
   symbol, `previous_close` from the context when given).
 - `gap` = ln(open / prev_close), `ret` = ln(close / prev_close).
 - `split_ratio`: the split ratio R (price divided by R: 2.0 for 2:1, 0.5 for 1:2) that the
-  open gap matches within tolerance (and the close keeps), else null. `unit_step`: +1 / -1
+  open gap matches within tolerance (and the close keeps), else null. For the first bar of
+  an intraday session the close alone may carry the jump (a first bar that spans the split:
+  an extended-hours print at the old price, then the new one), so its close against the
+  previous session's last close is matched too. `unit_step`: +1 / -1
   when close jumped by about the unit factor (100x) up / down, else 0.
 - `eligible`: the return counts for robust statistics (not a split-sized or unit jump, and
   not overnight for intraday bars).
@@ -105,7 +108,7 @@ def prepare_bars(
     if context.intraday and prepared.get_column("session").null_count():
         exact = _exact_sessions(frame.with_columns(session_expr(True))).get_column("session")
         prepared = _shared_columns(frame, pl.lit(exact), context, settings)
-    return _with_split_ratio(prepared, settings)
+    return _with_split_ratio(prepared, settings, context.intraday)
 
 
 def _canonical(frame: pl.DataFrame) -> pl.DataFrame:
@@ -194,9 +197,11 @@ def _shared_columns(
     return prepared.with_columns(eligible.fill_null(False).alias("eligible")).collect()
 
 
-def _with_split_ratio(frame: pl.DataFrame, settings: BarRuleSettings) -> pl.DataFrame:
+def _with_split_ratio(
+    frame: pl.DataFrame, settings: BarRuleSettings, intraday: bool = False
+) -> pl.DataFrame:
     """Add `split_ratio`; bars matching a split are not `eligible` for return statistics."""
-    positions, values = _split_match(frame, settings)
+    positions, values = _split_match(frame, settings, intraday)
     split_ratio = pl.Series("split_ratio", [None] * frame.height, dtype=pl.Float64)
     if positions.is_empty():
         return frame.with_columns(split_ratio)
@@ -208,7 +213,9 @@ def _with_split_ratio(frame: pl.DataFrame, settings: BarRuleSettings) -> pl.Data
     return frame.with_columns(split_ratio, eligible)
 
 
-def _split_match(frame: pl.DataFrame, settings: BarRuleSettings) -> tuple[pl.Series, pl.Series]:
+def _split_match(
+    frame: pl.DataFrame, settings: BarRuleSettings, intraday: bool = False
+) -> tuple[pl.Series, pl.Series]:
     """Positions of bars with a gap as large as a split, and the ratio R each one matches
     (null when none).
 
@@ -217,13 +224,16 @@ def _split_match(frame: pl.DataFrame, settings: BarRuleSettings) -> tuple[pl.Ser
     the close does not follow is not a split (Lean's IBM bar of 2002-12-23 opens at 2x and
     closes flat), while a split day may still move (AAPL closed 10% above its 2000-06-21
     split open). Only gaps as large as the smallest ratio are matched ratio by ratio, so the
-    cost stays one comparison per bar.
+    cost stays one comparison per bar. With `intraday`, a session's first bar whose close
+    (not its open) sits at prev_close / R matches too: the bar spans the split.
     """
     split = settings.split_sized_jumps
     candidates = sorted({*split.ratios, *(1.0 / r for r in split.ratios)})
     floor = min(abs(math.log(r)) for r in candidates) - split.tolerance
     gap, ret = pl.col("gap"), pl.col("ret")
-    positions = frame.select((gap.abs() >= floor).fill_null(False).arg_true()).to_series()
+    spans = pl.col("new_session") & pl.lit(intraday)
+    large = (gap.abs() >= floor) | (spans & (ret.abs() >= floor))
+    positions = frame.select(large.fill_null(False).arg_true()).to_series()
     if positions.is_empty():
         return positions, pl.Series(dtype=pl.Float64)
     expr = pl.lit(None, dtype=pl.Float64)
@@ -231,7 +241,7 @@ def _split_match(frame: pl.DataFrame, settings: BarRuleSettings) -> tuple[pl.Ser
         log_ratio = math.log(ratio)
         matches = ((gap + log_ratio).abs() <= split.tolerance) & (
             (ret + log_ratio).abs() < abs(log_ratio) / 2
-        )
+        ) | (spans & ((ret + log_ratio).abs() <= split.tolerance))
         expr = pl.when(matches).then(pl.lit(ratio)).otherwise(expr)
     return positions, frame[positions].select(expr).to_series()
 

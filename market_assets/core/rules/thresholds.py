@@ -98,6 +98,9 @@ class ZeroVolumeSettings(RuleSettings):
 class CrossGranularitySettings(RuleSettings):
     price_tolerance: float = Field(default=0.01, ge=0)
     volume_tolerance: float = Field(default=0.01, ge=0)
+    # A daily bar covers the regular session; minutes outside it are left out of the
+    # aggregate unless the vendor's daily bar includes extended hours.
+    daily_includes_extended_hours: bool = False
 
 
 class OpenGapSettings(RuleSettings):
