@@ -9,7 +9,9 @@
 - Each record's `instrument_id` is mapped to the symbol requested for it on the record's date,
   through the store's symbology and the client's own `InstrumentMap`, keyed by the UTC date of
   `ts_recv` when the schema has it, else `ts_event` (the rule the client's `to_df` uses).
-  Records no requested symbol maps to are dropped.
+  An instrument_id the store's symbology does not map takes its symbol from `definitions`
+  (instrument_id -> raw_symbol, read from definition files) when given. Records no requested
+  symbol maps to are dropped.
 
 Records are read with `DBNStore.to_ndarray` (one numpy structured array) rather than `to_df`:
 `to_df` turns UNDEF_PRICE into NaN floats where we need nulls, scales prices in float before
@@ -21,6 +23,7 @@ is an error.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import polars as pl
@@ -78,14 +81,20 @@ def records(store: DBNStore, schema: str, origin: str) -> np.ndarray:
     return array.reshape(-1)  # the client returns shape (0, 1) when there is no record
 
 
-def bars_frame(store: DBNStore, granularity: str, source: str, origin: str) -> pl.DataFrame:
+def bars_frame(
+    store: DBNStore,
+    granularity: str,
+    source: str,
+    origin: str,
+    definitions: Mapping[int, str] | None = None,
+) -> pl.DataFrame:
     """Canonical 1m or 1d bars (BAR_SCHEMA) from an `ohlcv-1m` / `ohlcv-1d` store.
 
     OHLCV records carry no trade count or VWAP, so those columns are null.
     """
     array = records(store, BAR_DBN_SCHEMAS[granularity], origin)
     raw = _raw(array, ("ts_event", "instrument_id", "open", "high", "low", "close", "volume"))
-    frame = raw.with_columns(_symbols(store, array)).select(
+    frame = raw.with_columns(_symbols(store, array, definitions)).select(
         _timestamp("ts_event").cast(TS_DTYPE).alias("ts"),
         "symbol",
         *(_price(name).alias(name) for name in ("open", "high", "low", "close")),
@@ -125,7 +134,13 @@ _FIELDS_USED = frozenset(
 """DBN fields read for ticks (the rest, e.g. depth and ts_in_delta, are not kept)."""
 
 
-def ticks_frame(store: DBNStore, dataset: str, source: str, origin: str) -> pl.DataFrame:
+def ticks_frame(
+    store: DBNStore,
+    dataset: str,
+    source: str,
+    origin: str,
+    definitions: Mapping[int, str] | None = None,
+) -> pl.DataFrame:
     """Canonical ticks of `dataset` (trades, tbbo or statistics) from a store of that schema."""
     array = records(store, TICK_DBN_SCHEMAS[dataset], origin)
     if dataset == "statistics":
@@ -135,7 +150,7 @@ def ticks_frame(store: DBNStore, dataset: str, source: str, origin: str) -> pl.D
     fields = [name for name in array.dtype.names if name in _FIELDS_USED]
     frame = (
         _raw(array, fields)
-        .with_columns(_symbols(store, array))
+        .with_columns(_symbols(store, array, definitions))
         .select(*columns, pl.lit(source).alias("source"))
         .filter(pl.col("symbol").is_not_null())
     )
@@ -231,8 +246,11 @@ def _timestamp(column: str) -> pl.Expr:
     return pl.when(stamp != UNDEF_TIMESTAMP).then(stamp).cast(pl.Int64).cast(TICK_TS_DTYPE)
 
 
-def _symbols(store: DBNStore, array: np.ndarray) -> pl.Series:
-    """The symbol each record's instrument_id maps to on its date (None when unmapped).
+def _symbols(
+    store: DBNStore, array: np.ndarray, definitions: Mapping[int, str] | None = None
+) -> pl.Series:
+    """The symbol each record's instrument_id maps to on its date (None when unmapped); ids
+    the store's symbology leaves unmapped take their `definitions` symbol when given.
 
     Each distinct (instrument_id, date) is resolved once by the client's InstrumentMap and
     joined back: resolving every record (`InstrumentMap.resolve_many`) costs ~2 s per million
@@ -251,4 +269,10 @@ def _symbols(store: DBNStore, array: np.ndarray) -> pl.Series:
     resolved = [instruments.resolve(ident, day) for ident, day in distinct.iter_rows()]
     table = distinct.with_columns(pl.Series("symbol", resolved, dtype=pl.String))
     mapped = keys.join(table, on=["instrument_id", "day"], how="left", maintain_order="left")
-    return mapped.get_column("symbol")
+    symbols = mapped.get_column("symbol")
+    if definitions and symbols.null_count():
+        defined = mapped.get_column("instrument_id").replace_strict(
+            dict(definitions), default=None, return_dtype=pl.String
+        )
+        symbols = symbols.fill_null(defined)
+    return symbols

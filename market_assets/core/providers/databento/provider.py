@@ -65,6 +65,7 @@ STYPES = ("raw_symbol", "parent", "continuous")
 SETTINGS = ("dataset", "stype_in", "api_key_env", "files_dir", "max_cost_usd", "regular_hours_only")
 IGNORED_SETTINGS = ("kind", "secret_key_env", "requests_per_minute")
 RESAMPLED = ("5m", "15m", "1h")
+EXTENDED_HOURS = "extended_hours"
 
 _T = TypeVar("_T")
 
@@ -77,6 +78,7 @@ class _Loaded:
     requests: int = 0
     not_found: set[str] = field(default_factory=set)
     notes: dict[str, str] = field(default_factory=dict)
+    definitions: dict[int, str] = field(default_factory=dict)  # files: instrument_id -> symbol
 
 
 class DatabentoProvider:
@@ -200,16 +202,23 @@ class DatabentoProvider:
             )
         loaded = self._load(schema, request.symbols, start, end, context)
         frames = [
-            self._guard(origin, context, bars_frame, store, base, VENDOR, origin)
+            self._guard(
+                origin, context, bars_frame, store, base, VENDOR, origin, loaded.definitions
+            )
             for origin, store in loaded.stores
         ]
         frame = _within(pl.concat(frames) if frames else empty_bars(), request.symbols)
         frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+        dropped: dict[str, int] = {}
         if base == "1m" and self.regular_hours_only:
-            frame = self._regular_hours(frame)
+            regular = self._regular_hours(frame)
+            dropped[EXTENDED_HOURS] = frame.height - regular.height
+            frame = regular
         if request.granularity in RESAMPLED:
             frame = self._resample(frame, request.granularity, loaded.notes)
-        return self._result(frame.sort("symbol", "ts"), request.symbols, loaded, context)
+        result = self._result(frame.sort("symbol", "ts"), request.symbols, loaded, context)
+        result.dropped = {reason: count for reason, count in dropped.items() if count}
+        return result
 
     def fetch_ticks(self, request: TickRequest) -> FetchResult:
         """Ticks of `request.dataset` (trades, tbbo, statistics) whose exchange-local day is a
@@ -219,7 +228,16 @@ class DatabentoProvider:
         context = self._context(request.dataset, schema, request.symbols, start, end)
         loaded = self._load(schema, request.symbols, start, end, context)
         frames = [
-            self._guard(origin, context, ticks_frame, store, request.dataset, VENDOR, origin)
+            self._guard(
+                origin,
+                context,
+                ticks_frame,
+                store,
+                request.dataset,
+                VENDOR,
+                origin,
+                loaded.definitions,
+            )
             for origin, store in loaded.stores
         ]
         frame = pl.concat(frames) if frames else empty_ticks(request.dataset)
@@ -255,11 +273,20 @@ class DatabentoProvider:
         assert self.files is not None
         try:
             found = self.files.find(schema, symbols, start, end, self.dataset)
+            if not found:
+                reason, wrong_dataset = self.files.explain(
+                    schema, symbols, start, end, self.dataset
+                )
+                raise (BadRequestError if wrong_dataset else NoDataError)(reason, **context)
+            definitions = self.files.definitions(self.dataset)
         except FileNotFoundError as exc:
             raise BadRequestError(str(exc), **context) from exc
         except ValueError as exc:
             raise DatabentoPayloadError(str(exc), **context) from exc
-        loaded = _Loaded(notes={"files_read": str(len(found)), "files_dir": str(self.files.folder)})
+        notes = {"files_read": str(len(found)), "files_dir": str(self.files.folder)}
+        if self.files.skipped:
+            notes["skipped_files"] = self.files.skipped_note()
+        loaded = _Loaded(notes=notes, definitions=definitions)
         for dbn_file in found:
             origin = f"DBN file {dbn_file.path}"
             store = self._guard(origin, context, DBNStore.from_file, dbn_file.path)
