@@ -264,6 +264,7 @@ class AlpacaProvider:
             requests=self.http_requests - before,
             failures=failures,
             notes=notes,
+            dropped={"extended_hours": extended} if extended else {},
         )
 
     def fetch_actions(self, request: ActionsRequest) -> FetchResult:

@@ -147,6 +147,7 @@ def test_minute_bars_keep_regular_hours_and_note_the_extended_ones(alpaca):
     ]
     assert result.frame["trade_count"].to_list() == [7, 7, 7]
     assert result.notes == {"feed": "iex", "extended_hours_bars_dropped": "4"}
+    assert result.dropped == {"extended_hours": 4}
     assert api.calls[0][1]["timeframe"] == ["1Min"]
 
 
