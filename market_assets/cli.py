@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 app = typer.Typer(
     help="market-assets: market data as Dagster assets (demo, ingest, query, status, report, ui).",
@@ -28,6 +28,10 @@ DAGSTER_HOME_YAML = """\
 telemetry:
   enabled: false
 """
+WIDE_TERMINAL = 120  # from this width the summary also shows where each dataset is stored
+SILENT_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Runs log nothing to the terminal: the CLI prints what happened, and a failed run's root
+cause on its `error:` line (`--debug` shows Dagster's own log and the trace instead)."""
 
 
 def _prepare_environment(
@@ -55,8 +59,17 @@ def _parse_date(value: str | None, name: str) -> dt.date | None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code=2)
+
+
+def _note(message: str) -> None:
+    console.print(f"[yellow]{escape(message)}[/yellow]")
+
+
+Debug = Annotated[
+    bool, typer.Option("--debug", help="Show Dagster's log and full traces of failures.")
+]
 
 
 DagsterHome = Annotated[
@@ -70,38 +83,75 @@ ConfigDir = Annotated[Path | None, typer.Option(help="Config folder (default ./c
 
 
 def _print_summary(summary, data_root: str, title: str, order: list[str]) -> None:  # noqa: ANN001
-    table = Table(title=title)
-    for column in ("dataset", "partitions", "rows", "seconds", "quarantined", "source", "files"):
-        table.add_column(
-            column,
-            justify="right"
-            if column in {"partitions", "rows", "seconds", "quarantined"}
-            else "left",
-        )
+    """What the runs stored, one row per dataset, fitted to the terminal; then every row
+    that was quarantined or not stored, with the rule or reason, and every failed symbol."""
+    from market_assets.cli_output import fitted_tables, print_tables
     from market_assets.core.stores.layout import layout_for
 
+    wide = console.width >= WIDE_TERMINAL
     ranked = sorted(
         summary.datasets.items(),
         key=lambda item: order.index(item[0]) if item[0] in order else len(order),
     )
+    headers = ["dataset", "partitions", "rows", "quarantined", "not\nstored", "seconds", "source"]
+    rows = []
     for name, stats in ranked:
-        try:
-            folder = f"{data_root.rstrip('/')}/{layout_for(name).folder}/"
-        except ValueError:
-            folder = "-"
-        table.add_row(
+        row = [
             name,
-            str(stats.partitions),
-            f"{stats.rows:,}",
+            stats.partitions,
+            stats.rows,
+            stats.quarantined,
+            sum(stats.dropped.values()),
             f"{stats.seconds:.2f}",
-            str(stats.quarantined),
             ", ".join(sorted(stats.sources)) or "-",
-            folder,
-        )
-    console.print(table)
-    for name, stats in summary.datasets.items():
+        ]
+        if wide:
+            try:
+                row.append(f"{data_root.rstrip('/')}/{layout_for(name).folder}/")
+            except ValueError:
+                row.append("-")
+        rows.append(row)
+    numbers = {"partitions", "rows", "quarantined", "not\nstored", "seconds"}
+    columns = [*headers, "files"] if wide else headers
+    print_tables(console, fitted_tables(title, columns, rows, console.width, right=numbers))
+    for name, stats in ranked:
+        if stats.quarantine_rules:
+            rules = ", ".join(f"{rule} {n:,}" for rule, n in sorted(stats.quarantine_rules.items()))
+            _note(
+                f"{name}: {stats.quarantined:,} row(s) quarantined ({rules}) in "
+                f"{data_root.rstrip('/')}/quarantine/{name}/"
+            )
+        if stats.dropped:
+            reasons = ", ".join(f"{why} {n:,}" for why, n in sorted(stats.dropped.items()))
+            _note(f"{name}: {sum(stats.dropped.values()):,} row(s) not stored ({reasons})")
         for symbol, message in stats.failed_symbols.items():
-            console.print(f"[yellow]{name} {symbol} failed:[/yellow] {message}")
+            _note(f"{name} {symbol} failed: {message}")
+    if not wide and ranked:
+        console.print(f"stored under {data_root.rstrip('/')}/ (read with market-assets query)")
+
+
+def _failed_runs(instance, summary, debug: bool) -> list[str]:  # noqa: ANN001
+    """One line per failed run: its id, step and root cause (the trace too with --debug)."""
+    from market_assets.defs.run_errors import run_failure
+
+    lines = []
+    for run_id in summary.failed_runs:
+        failure = run_failure(instance, run_id)
+        if debug and failure.trace:
+            console.print(failure.trace, markup=False, highlight=False)
+        lines.append(failure.line())
+    return lines
+
+
+def _finish(summary, failures: list[str], debug: bool) -> None:  # noqa: ANN001
+    """The final `error:` line when a run failed: the first root cause, with its run id."""
+    if not failures:
+        return
+    for line in failures[1:]:
+        _note(line)
+    more = f" ({len(failures) - 1} more above)" if len(failures) > 1 else ""
+    hint = "" if debug else " (--debug shows the trace)"
+    _fail(f"{failures[0]}{more}{hint}")
 
 
 @app.command()
@@ -114,6 +164,7 @@ def demo(
     dagster_home: DagsterHome = None,
     data_dir: DataDir = None,
     config_dir: ConfigDir = None,
+    debug: Debug = False,
 ) -> None:
     """Ingest a demo universe from the synthetic provider through Dagster, offline, no keys."""
     started = time.perf_counter()
@@ -122,13 +173,20 @@ def demo(
 
     from market_assets.core.calendar import get_calendar
     from market_assets.core.config import AppConfig
+    from market_assets.core.errors import MarketAssetsError
     from market_assets.definitions import build_definitions
+    from market_assets.defs.assets.coverage import COVERAGE_ASSET
+    from market_assets.defs.run_once import materialize_once
     from market_assets.defs.runner import RunSummary, materialize_rectangle
 
-    config = AppConfig.load()
-    defs = build_definitions(config)
-    calendar = get_calendar(config.exchange)
-    keys = config.symbol_partitions.keys_for_symbols(config.universe_symbols(universe))
+    try:
+        config = AppConfig.load()
+        defs = build_definitions(config)
+        keys = config.symbol_partitions.keys_for_symbols(config.universe_symbols(universe))
+    except (MarketAssetsError, ValueError) as exc:
+        if debug:
+            raise
+        _fail(str(exc))
     minute = [
         AssetKey(n)
         for n, d in config.datasets.items()
@@ -146,11 +204,15 @@ def demo(
         if key in present
     ]
     options = [AssetKey(n) for n, d in config.datasets.items() if d.kind == "options"]
+    minute_calendar = get_calendar(config.calendar_of("bars_1m"))
+    daily_calendar = get_calendar(config.calendar_of("bars_1d"))
     plan = [
-        (minute, calendar.last_completed_sessions(minute_sessions), minute_sessions),
-        (daily, calendar.last_completed_sessions(daily_sessions), daily_sessions),
-        (options, calendar.last_completed_sessions(minute_sessions), minute_sessions),
+        (minute, minute_calendar.last_completed_sessions(minute_sessions), minute_sessions),
+        (daily, daily_calendar.last_completed_sessions(daily_sessions), daily_sessions),
+        (options, daily_calendar.last_completed_sessions(minute_sessions), minute_sessions),
     ]
+    run_config = None if debug else SILENT_RUN_CONFIG
+    tags = {"trigger": "market-assets demo"}
     summary = RunSummary()
     # Entering the instance makes it the context Dagster resolves definitions against.
     with DagsterInstance.get() as instance, _progress() as progress:
@@ -166,13 +228,19 @@ def demo(
                 sessions,
                 keys,
                 per_run,
-                tags={"trigger": "market-assets demo"},
+                tags=tags,
                 on_progress=lambda done, total, t=task: progress.update(
                     t, completed=done, total=total
                 ),
                 summary=summary,
+                run_config=run_config,
             )
+        report = AssetKey(COVERAGE_ASSET)
+        if report in present and not summary.failed_runs:
+            # The report reads what the runs above recorded: one cheap run at the end.
+            materialize_once(defs, instance, [report], tags, summary, run_config)
         checks_line = _check_summary_line(instance, summary.run_ids)
+        failures = _failed_runs(instance, summary, debug)
     _print_summary(
         summary,
         config.data_dir,
@@ -190,13 +258,18 @@ def demo(
         f"runs recorded in {os.environ['DAGSTER_HOME']}: "
         f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -m market_assets.definitions"
     )
-    if summary.failed_runs:
-        _fail(f"{len(summary.failed_runs)} run(s) failed: {summary.failed_runs}")
+    _finish(summary, failures, debug)
 
 
 @app.command()
 def ingest(
-    dataset: Annotated[list[str], typer.Option(help="Dataset(s), e.g. bars_1d (repeatable).")],
+    dataset: Annotated[
+        list[str],
+        typer.Option(
+            help="Dataset or asset (repeatable): bars_1d, bars_1m, trades, corporate_actions, "
+            "bars_1d_adjusted, indicators, coverage_report, ..."
+        ),
+    ],
     start: Annotated[str, typer.Option(help="First session (inclusive), YYYY-MM-DD.")],
     end: Annotated[str, typer.Option(help="End date (exclusive), YYYY-MM-DD.")],
     universe: Annotated[str | None, typer.Option(help="Universe name.")] = None,
@@ -210,21 +283,36 @@ def ingest(
         ),
     ] = None,
     with_derived: Annotated[bool, typer.Option(help="Also resample 5m/15m/1h from 1m.")] = True,
+    with_downstream: Annotated[
+        bool,
+        typer.Option(
+            help="Also materialize every asset downstream of these (adjusted bars, "
+            "indicators, coverage_report, ...) over the same sessions and symbols."
+        ),
+    ] = False,
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(help="Also ingest today's session while it is still open (partial bars)."),
+    ] = False,
     dagster_home: DagsterHome = None,
     data_dir: DataDir = None,
     config_dir: ConfigDir = None,
+    debug: Debug = False,
 ) -> None:
     """Materialize datasets for sessions in [start, end) on the Dagster instance."""
     _prepare_environment(dagster_home, data_dir, config_dir)
-    from dagster import AssetKey, DagsterInstance
+    from dagster import DagsterInstance
 
     from market_assets.core.calendar import get_calendar
     from market_assets.core.config import AppConfig
     from market_assets.core.errors import MarketAssetsError
+    from market_assets.core.ranges import plan_sessions
     from market_assets.core.symbols import validate_symbols
     from market_assets.definitions import build_definitions
     from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
+    from market_assets.defs.run_once import materialize_once
     from market_assets.defs.runner import RunSummary, materialize_rectangle
+    from market_assets.defs.selection import plan_steps
 
     first, stop = _parse_date(start, "--start"), _parse_date(end, "--end")
     if bool(universe) == bool(symbols):
@@ -236,62 +324,80 @@ def ingest(
             if universe
             else validate_symbols(s.strip() for s in (symbols or "").split(",") if s.strip())
         )
-        for name in dataset:
-            config.dataset(name)
         if provider and provider not in config.providers.providers:
             _fail(f"unknown provider {provider!r}; known: {sorted(config.providers.providers)}")
         if provider and files is None and not config.providers.providers[provider].enabled:
             _fail(f"provider {provider!r} is disabled in providers.yaml: set enabled: true")
+        defs = build_definitions(config)
+        steps = plan_steps(
+            defs, config, list(dataset), with_derived=with_derived, with_downstream=with_downstream
+        )
         if files is not None:
-            provider = _files_provider(config, files, list(dataset), provider)
-    except MarketAssetsError as exc:
+            fetched = [n for n in dataset if n in config.datasets and config.datasets[n].providers]
+            provider = _files_provider(config, files, fetched or list(dataset), provider)
+        plans = {
+            step: plan_sessions(
+                step.name,
+                step.start,
+                get_calendar(step.calendar),
+                first,
+                stop,
+                datasets_file=config.config_dir / "datasets.yaml",
+                start_key=_configured_start(config, step.name),
+                allow_incomplete=allow_incomplete,
+            )
+            for step in steps
+            if step.start is not None
+        }
+    except (MarketAssetsError, ValueError) as exc:
+        if debug:
+            raise
         _fail(str(exc))
+    for plan in plans.values():
+        for note in plan.notes:
+            _note(note)
     keys = config.symbol_partitions.keys_for_symbols(wanted)
-    defs = build_definitions(config)
-    calendar = get_calendar(config.exchange)
-    selected = list(dataset)
-    if with_derived:
-        selected += [n for n, d in config.datasets.items() if d.derived_from in dataset]
     tags = {"trigger": "market-assets ingest"}
     if provider:
         tags[PROVIDER_TAG] = provider
     if files is not None:
         tags[FILES_DIR_TAG] = str(files.resolve())
+    run_config = None if debug else SILENT_RUN_CONFIG
     summary = RunSummary()
     # Entering the instance makes it the context Dagster resolves definitions against.
     with DagsterInstance.get() as instance, _progress() as progress:
-        for name in dict.fromkeys(selected):
-            ds = config.datasets[name]
-            if ds.derived_from and ds.derived_from in selected:
-                continue  # materialized in the same runs as its parent
-            assets = [AssetKey(name)] + [
-                AssetKey(n) for n in selected if config.datasets[n].derived_from == name
-            ]
-            sessions = calendar.sessions(max(first, ds.start), stop - dt.timedelta(days=1))
-            if not sessions:
-                console.print(f"[yellow]{name}: no sessions in [{first}, {stop})[/yellow]")
+        for step in steps:
+            if step.start is None:
+                if not summary.failed_runs:
+                    materialize_once(defs, instance, step.assets, tags, summary, run_config)
                 continue
-            task = progress.add_task(", ".join(a.to_user_string() for a in assets), total=None)
+            task = progress.add_task(step.label, total=None)
             materialize_rectangle(
                 defs,
                 instance,
-                assets,
-                sessions,
+                list(step.assets),
+                plans[step].sessions,
                 keys,
-                ds.backfill_sessions_per_run,
+                step.sessions_per_run,
                 tags=tags,
                 on_progress=lambda done, total, t=task: progress.update(
                     t, completed=done, total=total
                 ),
                 summary=summary,
+                run_config=run_config,
             )
+        failures = _failed_runs(instance, summary, debug)
     _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})", list(config.datasets))
     console.print(
         f"Dagster runs {summary.wall_seconds:.1f} s: our code {summary.our_seconds:.1f} s, "
         f"Dagster bookkeeping {summary.dagster_seconds:.1f} s"
     )
-    if summary.failed_runs:
-        _fail(f"{len(summary.failed_runs)} run(s) failed: {summary.failed_runs}")
+    _finish(summary, failures, debug)
+
+
+def _configured_start(config, name: str) -> str:  # noqa: ANN001 - AppConfig, imported lazily
+    """The datasets.yaml entry whose `start` a dataset's partitions begin at."""
+    return name if name in config.datasets else "bars_1d"
 
 
 @app.command()
@@ -299,8 +405,8 @@ def query(
     dataset: Annotated[
         str,
         typer.Argument(
-            help="bars_1m, bars_5m, bars_15m, bars_1h, bars_1d, options_chains (--as-of), "
-            "fundamentals (point in time, --as-of), fundamental_ratios"
+            help="bars_1m, bars_5m, bars_15m, bars_1h, bars_1d, indicators, options_chains "
+            "(--as-of), fundamentals (point in time, --as-of), fundamental_ratios"
         ),
     ],
     symbols: Annotated[str, typer.Argument(help="Comma-separated symbols.")],
@@ -310,6 +416,13 @@ def query(
     end: Annotated[str | None, typer.Option(help="End (exclusive): date or UTC datetime.")] = None,
     format: Annotated[str, typer.Option(help="table, csv or parquet.")] = "table",  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="Output file (csv/parquet).")] = None,
+    adjusted: Annotated[
+        bool,
+        typer.Option(help="Add split/dividend adjusted prices and the factors (bars only)."),
+    ] = False,
+    names: Annotated[
+        str | None, typer.Option(help="Indicators to show, comma-separated (default: all).")
+    ] = None,
     data_dir: DataDir = None,
     dsn: Annotated[str | None, typer.Option(help="Read TimescaleDB/PostgreSQL instead.")] = None,
     as_of: Annotated[
@@ -324,45 +437,57 @@ def query(
         str | None, typer.Option(help="fundamentals: comma-separated fields (default all).")
     ] = None,
 ) -> None:
-    """Print or export bars in [start, end) from the lake (or PostgreSQL with --dsn), an
-    option chain as of a moment, or fundamentals as known on --as-of."""
+    """Print or export bars or indicators in [start, end) from the lake (or PostgreSQL with
+    --dsn), an option chain as of a moment, or fundamentals as known on --as-of."""
+    import warnings
+
     from market_assets.core.errors import MarketAssetsError
-    from market_assets.core.stores.layout import _LAYOUTS
-    from market_assets.query import MarketData
+    from market_assets.core.symbols import validate_symbols
+    from market_assets.query import INDICATORS, MarketData
 
     symbol_list = [s.strip() for s in symbols.split(",") if s.strip()]
-    market = MarketData(root=data_dir, dsn=dsn)
     if dataset == "options_chains":
         if as_of is None:
             _fail("options_chains needs --as-of DATE (or a UTC datetime)")
         try:
+            market = MarketData(root=data_dir, dsn=dsn)
             frame = _concat(market.option_chain(symbol, as_of) for symbol in symbol_list)
         except (MarketAssetsError, ValueError) as exc:
             _fail(str(exc))
         _emit(frame.select(CHAIN_TABLE_COLUMNS) if format == "table" else frame, format, out)
         return
     granularity = {n: g for g, n in _granularity_map().items()}.get(dataset)
-    if granularity is None and dataset not in FUNDAMENTAL_QUERIES:
-        _fail(f"unknown dataset {dataset!r}; one of {sorted([*_LAYOUTS, *FUNDAMENTAL_QUERIES])}")
+    known = [*_granularity_map().values(), INDICATORS, *FUNDAMENTAL_QUERIES]
+    if granularity is None and dataset not in known:
+        _fail(f"unknown dataset {dataset!r}; one of {known}")
     if dataset != "fundamentals" and (start is None or end is None):
         _fail(f"{dataset} needs --start and --end")
-    try:
-        if dataset == "fundamentals":
-            wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
-            frame = market.fundamentals(symbol_list, wanted, as_of=as_of)
-        elif dataset == "fundamental_ratios":
-            frame = market.fundamental_ratios(symbol_list, start, end)
-        else:
-            frame = market.bars(
-                symbol_list,
-                start,
-                end,
-                granularity=granularity,
-                store="timescale" if dsn else "lake",
-            )
-    except (MarketAssetsError, ValueError) as exc:
-        _fail(str(exc))
-    _emit(frame, format, out)
+    if adjusted and granularity is None:
+        _fail(f"--adjusted applies to bars, not {dataset}")
+    store = "timescale" if dsn else "lake"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            validate_symbols(symbol_list)
+            market = MarketData(root=data_dir, dsn=dsn)
+            if dataset == "fundamentals":
+                wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+                frame = market.fundamentals(symbol_list, wanted, as_of=as_of)
+            elif dataset == "fundamental_ratios":
+                frame = market.fundamental_ratios(symbol_list, start, end)
+            elif dataset == INDICATORS:
+                wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
+                frame = market.indicators(symbol_list, start, end, names=wanted)
+            else:
+                frame = market.bars(
+                    symbol_list, start, end, granularity=granularity, store=store, adjusted=adjusted
+                )
+        except (MarketAssetsError, ValueError) as exc:
+            _fail(str(exc))
+    for warning in said:
+        if issubclass(warning.category, UserWarning):
+            _note(str(warning.message))
+    _emit(frame, format, out, title=dataset)
 
 
 CHAIN_TABLE_COLUMNS = [
@@ -379,11 +504,14 @@ def _concat(frames):  # noqa: ANN001, ANN202 - polars frames, imported lazily
     return pl.concat(list(frames))
 
 
-def _emit(frame, format: str, out: Path | None) -> None:  # noqa: ANN001, A002
-    """Print a frame as a table, or write it as CSV (stdout or --out) or Parquet (--out)."""
+def _emit(frame, format: str, out: Path | None, title: str = "") -> None:  # noqa: ANN001, A002
+    """Print a frame as a table (every column, fitted to the terminal), or write it as CSV
+    (stdout or --out) or Parquet (--out)."""
+    from market_assets.cli_output import frame_tables, print_tables
+
     if format == "table":
-        console.print(frame)
-        console.print(f"{len(frame):,} rows")
+        print_tables(console, frame_tables(frame, console.width, title=title))
+        console.print(f"{len(frame):,} rows, {len(frame.columns)} columns")
     elif format in {"csv", "parquet"}:
         if out is None:
             if format == "parquet":
@@ -433,7 +561,11 @@ def _files_provider(  # noqa: ANN001 - config: AppConfig, imported lazily
 @app.command()
 def status(
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print every check result (and the summary) as JSON.")
+        bool,
+        typer.Option(
+            "--json",
+            help="JSON Lines: one record per line (kind: summary, failure, feed, gap, result).",
+        ),
     ] = False,
     dataset: Annotated[
         list[str] | None, typer.Option(help="Only this bar dataset (repeatable).")
@@ -444,15 +576,14 @@ def status(
 ) -> None:
     """Coverage and quality of the bar datasets (the coverage_report's numbers)."""
     _prepare_environment(dagster_home, data_dir, config_dir)
-    import json
-
     from dagster import DagsterInstance
 
+    from market_assets.cli_output import json_lines, print_tables
     from market_assets.core.config import AppConfig
     from market_assets.core.errors import MarketAssetsError
     from market_assets.defs.checks.status import (
-        coverage_json,
         coverage_of,
+        coverage_records,
         results_json,
         status_tables,
     )
@@ -462,13 +593,13 @@ def status(
         with DagsterInstance.get() as instance:
             coverage = coverage_of(instance, config, dataset)
         if json_output:
-            document = {**coverage_json(coverage), "results": results_json(config, dataset)}
-            sys.stdout.write(json.dumps(document, default=str) + "\n")
+            results = ({"kind": "result", **row} for row in results_json(config, dataset))
+            sys.stdout.write(json_lines(coverage_records(coverage)))
+            sys.stdout.write(json_lines(results))
             return
     except (MarketAssetsError, ValueError) as exc:
         _fail(str(exc))
-    for table in status_tables(coverage):
-        console.print(table)
+    print_tables(console, status_tables(coverage, console.width))
 
 
 @app.command()

@@ -8,12 +8,20 @@
 Bounds: `start` inclusive, `end` exclusive. Dates mean 00:00 UTC; naive datetimes are UTC.
 With `dsn=...`, reads from PostgreSQL share one connection for the object's lifetime: use it
 as a context manager (`with MarketData(dsn=...) as md:`) or call `md.close()`.
+
+What it says when there is nothing to read: a local `root` that does not exist raises
+`LakeNotFoundError` (a typo must not look like an empty market); an indicator name that
+configs/indicators.yaml does not configure raises ValueError listing the configured ones;
+a symbol for which the store holds nothing at all for the dataset gets a `NoDataWarning`
+(the frame is still returned, without that symbol's rows), because an empty result for a
+symbol that was simply never ingested is the commonest silent mistake in a backtest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -21,9 +29,10 @@ from typing import Literal
 
 import polars as pl
 
+from market_assets.core.errors import MarketAssetsError
 from market_assets.core.schemas import BAR_COLUMNS, BAR_SCHEMA, GRANULARITIES, stored_schema
 from market_assets.core.stores.lake import ParquetLake
-from market_assets.core.stores.layout import GRANULARITY_DATASET
+from market_assets.core.stores.layout import GRANULARITY_DATASET, layout_for
 from market_assets.core.stores.timescale_read import TimescaleReader, read_dataset
 from market_assets.core.symbols import validate_symbols
 
@@ -31,6 +40,15 @@ TimeBound = dt.date | dt.datetime | str
 FIRST_DAY = dt.date(1900, 1, 1)  # bounds that cover every stored corporate action
 LAST_DAY = dt.date(2200, 1, 1)
 ExportFormat = Literal["csv", "parquet"]
+INDICATORS = "indicators"
+
+
+class LakeNotFoundError(MarketAssetsError, FileNotFoundError):
+    """The lake root to read does not exist (a local folder)."""
+
+
+class NoDataWarning(UserWarning):
+    """A symbol has nothing at all stored for the dataset read."""
 
 
 def to_utc(value: TimeBound, *, name: str) -> dt.datetime:
@@ -57,9 +75,17 @@ class MarketData:
         *,
         s3_endpoint_url: str | None = None,
         s3_region: str | None = None,
+        config_dir: str | Path | None = None,
     ) -> None:
+        """Read the lake at `root` (default $MARKET_ASSETS_DATA_DIR or ./data) and, with
+        `dsn`, PostgreSQL. `config_dir` (default $MARKET_ASSETS_CONFIG_DIR or ./configs) is
+        where configured indicator names are looked up. Raises LakeNotFoundError when a
+        local `root` does not exist (checked when first read if a `dsn` is given)."""
         self.root = str(root or os.environ.get("MARKET_ASSETS_DATA_DIR", "data"))
         self.dsn = dsn
+        self.config_dir = Path(config_dir or os.environ.get("MARKET_ASSETS_CONFIG_DIR", "configs"))
+        if dsn is None:
+            self._require_root()
         self._lake = ParquetLake(
             self.root,
             s3_endpoint_url=s3_endpoint_url or os.environ.get("MARKET_ASSETS_S3_ENDPOINT_URL"),
@@ -127,7 +153,43 @@ class MarketData:
             return read_dataset(
                 self._timescale(), dataset, stored_schema(dataset), symbol_list, lo, hi, selected
             )
-        return self._lake.read(dataset, symbol_list, lo, hi, columns=selected)
+        self._require_root()
+        frame = self._lake.read(dataset, symbol_list, lo, hi, columns=selected)
+        self._warn_missing(dataset, symbol_list, frame)
+        return frame
+
+    def _require_root(self) -> None:
+        if "://" not in self.root and not Path(self.root).is_dir():
+            raise LakeNotFoundError(
+                f"lake root {self.root!r} does not exist (MarketData(root=...) or "
+                "$MARKET_ASSETS_DATA_DIR): ingest data first (market-assets demo / ingest) or "
+                "point root at the folder or s3://bucket/prefix holding it"
+            )
+
+    def _warn_missing(self, dataset: str, symbols: Sequence[str], frame: pl.DataFrame) -> None:
+        """NoDataWarning for each symbol with no row in `frame` and nothing in the lake."""
+        if "symbol" not in frame.columns:
+            return
+        served = set(frame.get_column("symbol").unique().to_list())
+        absent = [s for s in symbols if s not in served and not self._holds(dataset, s)]
+        if absent:
+            warnings.warn(
+                f"nothing is stored for {', '.join(absent)} in {dataset} under {self.root}: "
+                "ingest it first (market-assets ingest --dataset "
+                f"{dataset} --symbols {','.join(absent)} ...)",
+                NoDataWarning,
+                stacklevel=3,
+            )
+
+    def _holds(self, dataset: str, symbol: str) -> bool:
+        """Whether the lake holds anything for (dataset, symbol), at any date."""
+        folder = f"{layout_for(dataset).folder}/{symbol}"
+        store = self._lake.store
+        if "://" not in self.root:
+            return (Path(self.root) / folder).is_dir()
+        prefix = f"{store.prefix}/{folder}/" if store.prefix else f"{folder}/"
+        listed = store.client.list_objects_v2(Bucket=store.bucket, Prefix=prefix, MaxKeys=1)
+        return bool(listed.get("KeyCount"))
 
     def _adjusted_bars(
         self,
@@ -207,8 +269,30 @@ class MarketData:
 
         symbol_list = validate_symbols([symbols] if isinstance(symbols, str) else symbols)
         lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
-        long = self._lake.read("indicators", symbol_list, lo, hi)
+        self._require_root()
+        long = self._lake.read(INDICATORS, symbol_list, lo, hi)
+        if names is not None:
+            self._check_indicator_names(list(names), long)
+        self._warn_missing(INDICATORS, symbol_list, long)
         return indicators_wide(long, names)
+
+    def _check_indicator_names(self, names: list[str], long: pl.DataFrame) -> None:
+        """ValueError for names configs/indicators.yaml does not configure (or, without that
+        file, that no stored row carries)."""
+        from market_assets.core.transforms.indicators import CONFIG_FILE, load_indicators_config
+
+        config_file = self.config_dir / CONFIG_FILE
+        if config_file.is_file():
+            known = load_indicators_config(self.config_dir).names()
+            where = f"configured in {config_file}"
+        else:
+            known = sorted(long.get_column("indicator").unique().to_list())
+            where = f"stored under {self.root} for these symbols and dates"
+            if not known:
+                return
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"indicator(s) {unknown} are not {where}; known: {known}")
 
     def fundamentals(
         self,

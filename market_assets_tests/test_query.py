@@ -10,7 +10,7 @@ import pytest
 from market_assets.core.calendar import get_calendar
 from market_assets.core.schemas import BAR_SCHEMA
 from market_assets.core.stores.lake import ParquetLake
-from market_assets.query import MarketData, to_utc
+from market_assets.query import MarketData, NoDataWarning, to_utc
 from market_assets_tests.helpers import make_bars
 
 SESSIONS = get_calendar().sessions("2024-03-04", "2024-03-15")
@@ -78,7 +78,8 @@ def test_bars_given_unknown_column_or_granularity_or_reversed_range_raises(marke
 
 
 def test_bars_given_symbol_with_no_data_returns_an_empty_canonical_frame(market):
-    bars = market.bars("TSLA", "2024-03-04", "2024-03-06")
+    with pytest.warns(NoDataWarning, match="nothing is stored for TSLA in bars_1d"):
+        bars = market.bars("TSLA", "2024-03-04", "2024-03-06")
 
     assert bars.is_empty()
     assert bars.schema == pl.Schema(BAR_SCHEMA)

@@ -80,11 +80,13 @@ def materialize_rectangle(
     tags: dict[str, str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     summary: RunSummary | None = None,
+    run_config: dict | None = None,
 ) -> RunSummary:
     """Materialize `assets` for sessions x symbol_keys, `sessions_per_run` sessions per run.
 
     `on_progress(done, total)` counts asset partitions: called as each step's partitions are
     recorded (runs record them in batches, see defs/events.py) and after each run.
+    `run_config` replaces QUIET_RUN_CONFIG (e.g. a quieter console log level).
     """
     summary = summary or RunSummary()
     registered = register_symbol_keys(instance, symbol_keys)
@@ -110,7 +112,7 @@ def materialize_rectangle(
         observed = 0
         with observe_materializations(observe):
             result = job.execute_in_process(
-                run_config=QUIET_RUN_CONFIG,
+                run_config=run_config or QUIET_RUN_CONFIG,
                 instance=instance,
                 asset_selection=list(request.asset_selection or assets),
                 tags=request.tags,

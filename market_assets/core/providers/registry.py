@@ -157,6 +157,8 @@ class ProviderRegistry:
         self.redactor = redactor or SecretRedactor()
         self.disabled: tuple[str, ...] = tuple(disabled)
         self.routes: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in routes.items()}
+        # Routes datasets.yaml configures whose every provider providers.yaml disables.
+        self.disabled_routes: dict[str, tuple[str, ...]] = {}
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(
@@ -240,11 +242,14 @@ class ProviderRegistry:
             max_wait=providers_file.retry_max_wait_s,
         )
         try:
-            return cls.from_settings(
+            registry = cls.from_settings(
                 settings, {k: v for k, v in routes.items() if v}, retry, disabled=disabled
             )
         except ValueError as error:
             raise ConfigError(f"{config.config_dir / 'providers.yaml'}: {error}") from error
+        configured = config.routes()
+        registry.disabled_routes = {k: tuple(configured[k]) for k, v in routes.items() if not v}
+        return registry
 
     def with_route(self, key: str, names: Sequence[str]) -> ProviderRegistry:
         """A registry sharing these providers and limiters, with `key` routed to `names` only.
@@ -257,7 +262,7 @@ class ProviderRegistry:
                 f"provider(s) {off} are disabled in providers.yaml (enabled: false); set "
                 f"enabled: true to use them for {key!r}"
             )
-        return ProviderRegistry(
+        routed = ProviderRegistry(
             self.providers,
             {**self.routes, key: tuple(names)},
             self.retry,
@@ -266,16 +271,24 @@ class ProviderRegistry:
             redactor=self.redactor,
             disabled=self.disabled,
         )
+        routed.disabled_routes = {k: v for k, v in self.disabled_routes.items() if k != key}
+        return routed
 
     def route(self, key: str) -> tuple[str, ...]:
         """Provider names for a dataset (or `corporate_actions`), primary first."""
-        try:
+        if key in self.routes:
             return self.routes[key]
-        except KeyError:
+        if key in self.disabled_routes:
+            names = ", ".join(self.disabled_routes[key])
             raise ValueError(
-                f"no providers are routed for {key!r}; add it to the routes in "
-                f"providers.yaml (configured routes: {sorted(self.routes)})"
-            ) from None
+                f"every provider routed for {key!r} ({names}) is disabled in providers.yaml "
+                f"(enabled: false): enable one there, or list an enabled provider under "
+                f"datasets.{key}.providers in datasets.yaml"
+            )
+        raise ValueError(
+            f"no providers are routed for {key!r}: routes live in datasets.yaml, as "
+            f"datasets.{key}.providers (primary first); routed datasets: {sorted(self.routes)}"
+        )
 
     def fetch_bars(self, request: BarRequest) -> FetchResult:
         """Bars from the dataset's providers in order, failing over per symbol.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ def build_coverage(
     dataset, symbol, session, status (Dagster's latest check execution status per partition).
     `calendars` gives datasets on another exchange their own calendar (default `calendar`).
     """
+
     def calendar_of(dataset: str) -> TradingCalendar:
         return (calendars or {}).get(dataset, calendar)
 
@@ -97,9 +99,7 @@ def build_coverage(
     )
 
 
-def _expected(
-    stored: pl.DataFrame, calendar_of: Callable[[str], TradingCalendar]
-) -> pl.DataFrame:
+def _expected(stored: pl.DataFrame, calendar_of: Callable[[str], TradingCalendar]) -> pl.DataFrame:
     """Every calendar session between each dataset's first and last stored session, for
     every symbol the dataset holds."""
     if stored.is_empty():
@@ -294,8 +294,13 @@ def _markdown_table(frame: pl.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(coverage: Coverage, heatmap_name: str | None = None) -> str:
-    """The report as Markdown (shown in the Dagster UI and written next to the heatmap)."""
+def render_markdown(
+    coverage: Coverage, heatmap_name: str | None = None, heatmap_src: str | None = None
+) -> str:
+    """The report as Markdown (shown in the Dagster UI and written next to the heatmap).
+
+    `heatmap_src` embeds the heatmap as an image (a relative file name, or a `data:` URI so
+    the Dagster UI shows it inside the metadata); `heatmap_name` only names the file."""
     feeds = coverage.feeds.with_columns(
         pl.when(pl.col("score") < coverage.feed_alert_below)
         .then(pl.lit("BELOW THRESHOLD"))
@@ -309,7 +314,9 @@ def render_markdown(coverage: Coverage, heatmap_name: str | None = None) -> str:
         "is present when its partition holds bars. Scores: 100 minus 40 per failed ERROR rule "
         "and 10 per failed WARN rule (configs/checks.yaml), averaged.\n",
     ]
-    if heatmap_name:
+    if heatmap_src:
+        parts.append(f"![coverage heatmap: symbol x month, coloured by score]({heatmap_src})\n")
+    elif heatmap_name:
         parts.append(f"Heatmap (symbol x month, coloured by score): `{heatmap_name}`\n")
     parts += [
         "## Summary by dataset\n",
@@ -328,47 +335,83 @@ def render_markdown(coverage: Coverage, heatmap_name: str | None = None) -> str:
     return "\n".join(parts)
 
 
+HEATMAP_CELL = (46, 16)  # pixels per (month, symbol) cell
+HEATMAP_MARGIN = 6
+HEATMAP_GREY = (204, 204, 204)
+
+
+def score_colour(score: float | None) -> tuple[int, int, int]:
+    """Red (0) through yellow (50) to green (100), the RdYlGn scale's ends and middle; grey
+    where nothing was checked."""
+    if score is None or math.isnan(score):
+        return HEATMAP_GREY
+    red, yellow, green = (215, 48, 39), (255, 255, 191), (26, 152, 80)
+    share = min(max(score, 0.0), 100.0) / 50.0
+    low, high = (red, yellow) if share <= 1 else (yellow, green)
+    share = share if share <= 1 else share - 1
+    return tuple(round(a + (b - a) * share) for a, b in zip(low, high, strict=True))
+
+
 def render_heatmap(coverage: Coverage) -> bytes:
     """PNG: one panel per dataset, symbols x months, cells coloured by mean score (0-100,
-    red to green) and labelled with coverage %; grey where nothing was checked."""
-    import matplotlib
+    red to green) and labelled with coverage %; grey where nothing was checked.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    Drawn with Pillow: a few cells of text need no plotting library, and the PNG stays
+    small enough (a few KB) to embed in the coverage_report's metadata."""
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.load_default()
     data = coverage.by_month
     datasets = data.get_column("dataset").unique().sort().to_list() or ["(no data)"]
     months = data.get_column("month").unique().sort().to_list()
-    figure, axes = plt.subplots(
-        len(datasets),
-        1,
-        figsize=(max(6.0, 2.5 + 0.7 * len(months)), 1.0 + 1.9 * len(datasets)),
-        squeeze=False,
-        sharex=True,
-        layout="constrained",
-    )
-    colormap = plt.get_cmap("RdYlGn").with_extremes(bad="#cccccc")
-    image = None
-    for axis, dataset in zip(axes[:, 0], datasets, strict=True):
+    panels = []
+    for dataset in datasets:
         part = data.filter(pl.col("dataset") == dataset)
         symbols = part.get_column("symbol").unique().sort().to_list()
-        scores = np.full((len(symbols), len(months)), np.nan)
-        for symbol, month, score, pct in part.select(
-            "symbol", "month", "score", "coverage_pct"
-        ).iter_rows():
-            i, j = symbols.index(symbol), months.index(month)
-            scores[i, j] = np.nan if score is None else score
-            axis.text(j, i, f"{pct:.0f}%", ha="center", va="center", fontsize=7)
-        image = axis.imshow(
-            np.ma.masked_invalid(scores), cmap=colormap, vmin=0, vmax=100, aspect="auto"
-        )
-        axis.set_title(f"{dataset}: quality score (colour), coverage % (label)", fontsize=9)
-        axis.set_yticks(range(len(symbols)), symbols, fontsize=7)
-    axes[-1, 0].set_xticks(range(len(months)), months, fontsize=7, rotation=45)
-    if image is not None:
-        figure.colorbar(image, ax=axes[:, 0].tolist(), label="quality score", shrink=0.6)
+        cells = {
+            (symbol, month): (score, pct)
+            for symbol, month, score, pct in part.select(
+                "symbol", "month", "score", "coverage_pct"
+            ).iter_rows()
+        }
+        panels.append((dataset, symbols, cells))
+    label_width = max([60, *(7 * len(s) for _, symbols, _ in panels for s in symbols)])
+    cell_w, cell_h = HEATMAP_CELL
+    line = cell_h + 2
+    width = HEATMAP_MARGIN * 2 + label_width + cell_w * max(len(months), 1)
+    width = max(width, 330)
+    height = HEATMAP_MARGIN + line * 2  # legend
+    height += sum(line * (len(symbols) + 2) for _, symbols, _ in panels)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    y = HEATMAP_MARGIN
+    draw.text(
+        (HEATMAP_MARGIN, y),
+        "quality score: 0 red .. 50 yellow .. 100 green; label: coverage %",
+        fill="black",
+        font=font,
+    )
+    y += line
+    for step in range(11):
+        x = HEATMAP_MARGIN + step * 20
+        draw.rectangle((x, y, x + 19, y + cell_h - 4), fill=score_colour(step * 10.0))
+    y += line
+    for dataset, symbols, cells in panels:
+        draw.text((HEATMAP_MARGIN, y), dataset, fill="black", font=font)
+        y += line
+        left = HEATMAP_MARGIN + label_width
+        for column, month in enumerate(months):
+            draw.text((left + column * cell_w + 2, y), month, fill="black", font=font)
+        y += line
+        for symbol in symbols:
+            draw.text((HEATMAP_MARGIN, y + 2), symbol, fill="black", font=font)
+            for column, month in enumerate(months):
+                score, pct = cells.get((symbol, month), (None, None))
+                x = left + column * cell_w
+                draw.rectangle((x, y, x + cell_w - 2, y + cell_h - 2), fill=score_colour(score))
+                if pct is not None:
+                    draw.text((x + 4, y + 2), f"{pct:.0f}%", fill="black", font=font)
+            y += line
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()

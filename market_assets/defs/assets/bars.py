@@ -113,7 +113,7 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
             pinned=context.run.tags.get(PROVIDER_TAG),
             files_dir=context.run.tags.get(FILES_DIR_TAG),
         )
-        calendar = get_calendar(app_config.calendar_of(name))
+        calendar = get_calendar(platform.app_config().calendar_of(name))
         result = fetch_partition_bars(
             registry, name, dataset.granularity, rectangle.pairs, calendar
         )

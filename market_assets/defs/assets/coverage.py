@@ -3,11 +3,16 @@
 Built from the partitions Dagster recorded as materialized, the `quality` check status it
 recorded per partition, and our per-symbol check results table (which is what makes
 symbol-level numbers possible when a partition key is a bucket of symbols). The Markdown is
-shown in the UI as metadata; it and a heatmap PNG (symbol x month, coloured by score) are
-written under the lake root at quality/coverage_report.md and quality/coverage_heatmap.png.
+shown in the UI as metadata, with the heatmap PNG (symbol x month, coloured by score)
+embedded in it as an image; both are also written under the lake root at
+quality/coverage_report.md and quality/coverage_heatmap.png. The demo materializes it once
+at its end, and automation keeps it current: it is requested after the bar datasets it
+reports on are updated (`AutomationCondition.eager()`; one run covers every update since).
 """
 
+import base64
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +22,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AutomationCondition,
     DagsterInstance,
     MaterializeResult,
     MetadataValue,
@@ -53,6 +59,12 @@ class WrittenReport:
     markdown: str
     markdown_uri: str
     heatmap_uri: str
+    heatmap: bytes  # the PNG
+
+    def markdown_with_heatmap(self) -> str:
+        """The report with the heatmap embedded as a data URI (for the Dagster UI)."""
+        data = base64.b64encode(self.heatmap).decode()
+        return render_markdown(self.coverage, heatmap_src=f"data:image/png;base64,{data}")
 
 
 def _expand(
@@ -119,14 +131,16 @@ def write_report(
     prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
     heatmap_path = f"{prefix}{HEATMAP_FILE}"
     markdown_path = f"{prefix}{MARKDOWN_FILE}"
-    markdown = render_markdown(coverage, heatmap_name=HEATMAP_FILE)
-    lake.store.put(heatmap_path, render_heatmap(coverage))
+    markdown = render_markdown(coverage, heatmap_name=HEATMAP_FILE, heatmap_src=HEATMAP_FILE)
+    heatmap = render_heatmap(coverage)
+    lake.store.put(heatmap_path, heatmap)
     lake.store.put(markdown_path, markdown.encode())
     return WrittenReport(
         coverage=coverage,
         markdown=markdown,
         markdown_uri=lake.store.uri(markdown_path),
         heatmap_uri=lake.store.uri(heatmap_path),
+        heatmap=heatmap,
     )
 
 
@@ -142,15 +156,18 @@ def build_coverage_asset(bar_assets: Sequence[AssetsDefinition]) -> AssetsDefini
         description="Coverage by dataset, symbol and month (expected sessions vs present), "
         "failures by rule, gaps as ranges, quality scores per partition and feed, quarantine "
         "counts; from Dagster's partition and check records and the check results table.",
+        automation_condition=AutomationCondition.eager(),
     )
     def _coverage(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
+        started = time.perf_counter()
         config = platform.app_config()
         lake = platform.lake()
         written = write_report(lake, collect_coverage(context.instance, config, lake, datasets))
         summary = written.coverage.summary
         return MaterializeResult(
             metadata={
-                "report": MetadataValue.md(written.markdown),
+                "report": MetadataValue.md(written.markdown_with_heatmap()),
+                "seconds": round(time.perf_counter() - started, 4),
                 "report_path": MetadataValue.path(written.markdown_uri),
                 "heatmap_path": MetadataValue.path(written.heatmap_uri),
                 "datasets": summary.height,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import polars as pl
 from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance
 from rich.table import Table
 
+from market_assets.cli_output import fitted_tables
 from market_assets.core.config import AppConfig
 from market_assets.core.rules.report import Coverage
 from market_assets.core.stores.check_results import CheckResultsStore
@@ -65,64 +66,67 @@ def results_json(config: AppConfig, only: Sequence[str] | None = None) -> list[d
     return [{**row, "session": row["session"].isoformat()} for row in ordered.iter_rows(named=True)]
 
 
-def coverage_json(coverage: Coverage) -> dict[str, Any]:
-    def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
-        return [
-            {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in row.items()}
-            for row in frame.iter_rows(named=True)
-        ]
+def coverage_records(coverage: Coverage) -> Iterator[dict[str, Any]]:
+    """The coverage tables as records, each with its `kind` (summary, failure, feed, gap)
+    and the report's `generated_at`: what `status --json` prints, one per line."""
+    stamp = coverage.generated_at.isoformat()
+    for kind, frame in (
+        ("summary", coverage.summary),
+        ("failure", coverage.failures),
+        ("feed", coverage.feeds),
+        ("gap", coverage.gaps),
+    ):
+        for row in frame.iter_rows(named=True):
+            values = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in row.items()}
+            yield {"kind": kind, "generated_at": stamp, **values}
 
-    return {
-        "generated_at": coverage.generated_at.isoformat(),
-        "summary": rows(coverage.summary),
-        "failures": rows(coverage.failures),
-        "feeds": rows(coverage.feeds),
-        "gaps": rows(coverage.gaps),
-    }
+
+SUMMARY_HEADERS = {
+    "dataset": "dataset",
+    "symbols": "symbols",
+    "first_month": "first month",
+    "last_month": "last month",
+    "expected": "expected",
+    "present": "present",
+    "coverage_pct": "coverage %",
+    "checked": "checked",
+    "score": "score",
+    "error_partitions": "ERROR parts",
+    "warn_partitions": "WARN parts",
+    "quarantined_rows": "quarantined",
+}
 
 
-def status_tables(coverage: Coverage) -> list[Table]:
-    """The terminal view: summary by dataset, failures by rule, feeds below threshold."""
-    tables = []
-    summary = Table(title="coverage and quality by dataset")
-    columns = (
-        "dataset",
-        "symbols",
-        "first_month",
-        "last_month",
-        "expected",
-        "present",
-        "coverage_pct",
-        "checked",
-        "score",
-        "error_partitions",
-        "warn_partitions",
-        "quarantined_rows",
+def status_tables(coverage: Coverage, width: int = 80) -> list[Table]:
+    """The terminal view, fitted to `width` columns: summary by dataset, failures by rule,
+    feeds below threshold."""
+    numbers = {"symbols", "expected", "present", "coverage %", "checked", "score"}
+    numbers |= {"ERROR parts", "WARN parts", "quarantined", "failed partitions"}
+    numbers |= {"offending rows", "partitions"}
+    summary = coverage.summary.select(list(SUMMARY_HEADERS))
+    tables = fitted_tables(
+        "coverage and quality by dataset",
+        list(SUMMARY_HEADERS.values()),
+        summary.iter_rows(),
+        width,
+        right=numbers,
     )
-    for column in columns:
-        summary.add_column(column, justify="left" if column == "dataset" else "right")
-    for row in coverage.summary.select(columns).iter_rows():
-        summary.add_row(*("-" if v is None else str(v) for v in row))
-    tables.append(summary)
-    failures = Table(title="failures by rule")
-    for column in ("severity", "dataset", "rule", "failed_partitions", "offending_rows", "symbols"):
-        failures.add_column(column)
-    for row in coverage.failures.select(
+    failures = coverage.failures.select(
         "severity", "dataset", "rule", "failed_partitions", "offending_rows", "symbols"
-    ).iter_rows():
-        failures.add_row(*(str(v) for v in row))
-    if coverage.failures.is_empty():
-        failures.add_row("-", "-", "no failures", "0", "0", "-")
-    tables.append(failures)
+    )
+    rows = list(failures.iter_rows()) or [("-", "-", "no failures", 0, 0, "-")]
+    headers = ["severity", "dataset", "rule", "failed partitions", "offending rows", "symbols"]
+    tables += fitted_tables("failures by rule", headers, rows, width, keys=3, right=numbers)
     low = coverage.feeds.filter(pl.col("score") < coverage.feed_alert_below)
-    feeds = Table(title=f"feeds scoring below {coverage.feed_alert_below:g}")
-    for column in ("dataset", "source", "month", "score", "partitions"):
-        feeds.add_column(column)
-    for row in low.select("dataset", "source", "month", "score", "partitions").iter_rows():
-        feeds.add_row(*(str(v) for v in row))
-    if low.is_empty():
-        feeds.add_row("-", "-", "-", "none below", "-")
-    tables.append(feeds)
+    rows = list(low.select("dataset", "source", "month", "score", "partitions").iter_rows())
+    tables += fitted_tables(
+        f"feeds scoring below {coverage.feed_alert_below:g}",
+        ["dataset", "source", "month", "score", "partitions"],
+        rows or [("-", "-", "-", "none below", "-")],
+        width,
+        keys=2,
+        right=numbers,
+    )
     return tables
 
 
