@@ -29,8 +29,10 @@ def fetch_partition_bars(
     their first to last session. A rectangle of 250 sessions x 50 symbols is therefore one
     vendor request, not 12,500. Rows the vendor returned for a day `calendar` does not know
     as a session (a weekend, another exchange's holiday) are kept, so validation quarantines
-    them with a rule name; rows of real sessions that were not asked for are left out and
-    counted in `dropped["not_requested"]`. Nothing disappears without a count.
+    them with a rule name; the days after the last session up to the next session belong to
+    the rectangle too (each day that is not a session belongs to the session before it), so
+    a weekend row after the last Friday is accounted for once. Rows of real sessions that
+    were not asked for are left out and counted in `dropped["not_requested"]`.
     """
     sessions_by_symbol: dict[str, set[dt.date]] = defaultdict(set)
     for symbol, session in partitions:
@@ -48,7 +50,7 @@ def fetch_partition_bars(
             symbols=tuple(sorted(symbols)),
             granularity=granularity,
             start=first,
-            end=last + dt.timedelta(days=1),
+            end=_next_session(calendar, last),
         )
         result = registry.fetch_bars(request)
         frames.append(result.frame)
@@ -62,6 +64,15 @@ def fetch_partition_bars(
     merged.frame, not_requested = _only_partitions(frame, dataset, partitions, calendar)
     add_counts(merged.dropped, {NOT_REQUESTED: not_requested})
     return merged
+
+
+def _next_session(calendar: TradingCalendar | None, session: dt.date) -> dt.date:
+    """The first session after `session` (the day after when there is no calendar)."""
+    following = session + dt.timedelta(days=1)
+    if calendar is None:
+        return following
+    later = calendar.sessions(following, following + dt.timedelta(days=14))
+    return later[0] if later else following
 
 
 def _only_partitions(

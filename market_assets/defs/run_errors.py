@@ -8,6 +8,7 @@ keeps the whole chain for `--debug`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from dagster import DagsterEventType, DagsterInstance
@@ -48,8 +49,11 @@ def one_line(error: SerializableErrorInfo) -> str:
     """`Class: message` with the message's lines (and notes) joined by " | "."""
     lines = [line.strip() for line in (error.message or "").strip().splitlines() if line.strip()]
     text = " | ".join(lines)
-    prefix = f"{error.cls_name}: " if error.cls_name else ""
-    return text if text.startswith(prefix) else prefix + text
+    if not error.cls_name:
+        return text
+    # The message repeats the class, module-qualified: `package.module.Class: ...`.
+    text = re.sub(rf"^[\w.]*\b{re.escape(error.cls_name)}: ", "", text)
+    return f"{error.cls_name}: {text}"
 
 
 def run_failure(instance: DagsterInstance, run_id: str) -> RunFailure:

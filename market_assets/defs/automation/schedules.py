@@ -14,7 +14,9 @@ from dagster import (
 )
 
 from market_assets.core.calendar import get_calendar
+from market_assets.core.config import SymbolPartitions
 from market_assets.defs.automation.runs import rectangle_run_requests
+from market_assets.defs.automation.sensors import invalid_symbol_keys
 from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME
 
 AFTER_CLOSE_CRON = "30 17 * * 1-5"
@@ -48,6 +50,10 @@ def build_after_close_schedule(
         if not get_calendar(exchange).is_session(session):
             return SkipReason(f"{session} is not a {exchange} session")
         keys = context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+        invalid = invalid_symbol_keys(keys, SymbolPartitions({}), buckets_allowed=True)
+        for key, reason in invalid.items():
+            context.log.warning(f"leaving out symbol partition key {key!r}: {reason}")
+        keys = [key for key in keys if key not in invalid]
         if not keys:
             return SkipReason("no symbol partitions registered yet (start the universe sensor)")
         return rectangle_run_requests(
