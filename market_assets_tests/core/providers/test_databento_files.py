@@ -131,3 +131,24 @@ def test_regular_hours_only_counts_the_minutes_it_leaves_out(tmp_path):
 
     assert result.frame.height == 1
     assert result.dropped == {"extended_hours": 2}
+
+
+def test_a_futures_provider_keeps_the_cme_sessions_hours_not_new_yorks(tmp_path):
+    evening = [
+        ohlcv("ohlcv-1m", ESH1, at(MON, 0, 30), 3700, 3701, 3699, 3700, 10),  # Sun 18:30 Chicago
+        ohlcv("ohlcv-1m", ESH1, at(MON, 14, 30), 3705, 3706, 3704, 3705, 10),
+    ]
+    (tmp_path / "esh1.ohlcv-1m.dbn.zst").write_bytes(
+        dbn_bytes("GLBX.MDP3", "ohlcv-1m", MON, TUE, {"ESH1": ESH1}, evening)
+    )
+    futures = DatabentoProvider.from_config(
+        {"dataset": "GLBX.MDP3", "files_dir": str(tmp_path), "calendar": "CMES"}
+    )
+    equities = DatabentoProvider.from_config({"dataset": "GLBX.MDP3", "files_dir": str(tmp_path)})
+
+    request = BarRequest("bars_1m", ("ESH1",), "1m", dt.date(2020, 12, 27), TUE)
+    on_cme = futures.fetch_bars(request)
+    on_nyse = equities.fetch_bars(request)
+
+    assert on_cme.frame.height == 2 and on_cme.dropped == {}
+    assert on_nyse.frame.height == 1 and on_nyse.dropped == {"extended_hours": 1}

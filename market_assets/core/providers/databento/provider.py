@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import polars as pl
 from databento import DBNStore
 
-from market_assets.core.calendar import get_calendar
+from market_assets.core.calendar import get_calendar, known_calendar
 from market_assets.core.providers.base import (
     AuthError,
     BadRequestError,
@@ -57,12 +57,20 @@ from market_assets.core.providers.databento.errors import (
 from market_assets.core.providers.databento.files import DbnFolder
 from market_assets.core.schemas import TICK_TIME_COLUMN, empty_bars, empty_ticks
 from market_assets.core.stores.layout import layout_for
-from market_assets.core.transforms.resample import resample_bars, session_schedule
+from market_assets.core.transforms.resample import regular_hours_mask, resample_bars
 
 DEFAULT_API_KEY_ENV = "DATABENTO_API_KEY"
 MAX_SYMBOLS_PER_REQUEST = 2_000
 STYPES = ("raw_symbol", "parent", "continuous")
-SETTINGS = ("dataset", "stype_in", "api_key_env", "files_dir", "max_cost_usd", "regular_hours_only")
+SETTINGS = (
+    "dataset",
+    "stype_in",
+    "api_key_env",
+    "files_dir",
+    "max_cost_usd",
+    "regular_hours_only",
+    "calendar",
+)
 IGNORED_SETTINGS = ("kind", "secret_key_env", "requests_per_minute")
 RESAMPLED = ("5m", "15m", "1h")
 EXTENDED_HOURS = "extended_hours"
@@ -136,9 +144,10 @@ class DatabentoProvider:
         """Build from a providers.yaml entry (settings flattened next to `kind`).
 
         Keys: dataset, stype_in, api_key_env (default DATABENTO_API_KEY), files_dir,
-        max_cost_usd, regular_hours_only. `kind` must be "databento"; secret_key_env and
-        requests_per_minute are accepted (the registry applies rate limits). Any other key
-        raises ValueError naming it.
+        max_cost_usd, regular_hours_only, calendar (the exchange_calendars calendar whose
+        regular hours and sessions apply: XNYS by default, CMES for GLBX.MDP3 futures).
+        `kind` must be "databento"; secret_key_env and requests_per_minute are accepted (the
+        registry applies rate limits). Any other key raises ValueError naming it.
         """
         options = dict(settings)
         kind = options.get("kind", VENDOR)
@@ -160,6 +169,7 @@ class DatabentoProvider:
             files_dir=options.get("files_dir"),
             max_cost_usd=float(cost) if cost is not None else None,
             regular_hours_only=bool(options.get("regular_hours_only", True)),
+            exchange=known_calendar(str(options.get("calendar", "XNYS"))),
         )
 
     # -- files (market_assets.core.providers.files_route) ----------------------------------
@@ -409,27 +419,23 @@ class DatabentoProvider:
         return layout.session_bounds(first)[0], layout.session_bounds(stop)[0]
 
     def _regular_hours(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Minute bars whose open is within their session's regular hours."""
+        """Minute bars that open within a session's regular hours (of `calendar`: for CME
+        futures the session that opens the evening before)."""
         if frame.is_empty():
             return frame
-        schedule = session_schedule(get_calendar(self.exchange))
-        session = layout_for("bars_1m").session_expr()
-        return (
-            frame.with_columns(session.alias("session"))
-            .join(schedule, on="session", how="inner")
-            .filter(pl.col("ts").is_between("session_open", "session_close", closed="left"))
-            .select(frame.columns)
-        )
+        regular = regular_hours_mask(frame.get_column("ts"), get_calendar(self.exchange))
+        return frame.filter(regular.fill_null(False))
 
-    @staticmethod
-    def _resample(frame: pl.DataFrame, granularity: str, notes: dict[str, str]) -> pl.DataFrame:
+    def _resample(
+        self, frame: pl.DataFrame, granularity: str, notes: dict[str, str]
+    ) -> pl.DataFrame:
         """Session-aligned bars from 1m; minutes without a price cannot be aggregated."""
         priced = frame.drop_nulls(["open", "high", "low", "close", "volume"])
         if priced.height < frame.height:
             notes["unpriced_minutes_dropped"] = str(frame.height - priced.height)
         if priced.is_empty():
             return empty_bars()
-        return resample_bars(priced, granularity, get_calendar())
+        return resample_bars(priced, granularity, get_calendar(self.exchange))
 
     def _result(
         self,
