@@ -1,4 +1,4 @@
-"""Partitions: trading sessions x symbol keys (DESIGN.md section 4).
+"""Partitions: trading sessions x symbol keys (docs/design.md, "Partitions and runs").
 
 `date` is a weekday TimeWindowPartitionsDefinition whose exclusions are the exchange's
 weekday holidays, so every key is a session. `symbol` is the dynamic partition set

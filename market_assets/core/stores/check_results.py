@@ -1,7 +1,7 @@
 """Our own table of quality-check results, one row per (dataset, symbol, session, rule).
 
 Dagster stores one check evaluation per partition key, and a key may be a bucket of many
-symbols (DESIGN.md 4); this table keeps the per-symbol verdicts so the coverage report and
+symbols (docs/design.md); this table keeps the per-symbol verdicts so the coverage report and
 `market-assets status` can speak about symbols in bucket mode too. It lives in the lake at
 `quality/check_results/{dataset}/{YYYY}.parquet` (local folder or S3). Re-checking a
 partition replaces its rows; writers of one file never lose each other's rows (the lake's

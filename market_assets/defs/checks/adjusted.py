@@ -1,4 +1,4 @@
-"""The `adjustment` check on bars_1d_adjusted: the adjustment rules of issue 5, in Dagster.
+"""The `adjustment` check on bars_1d_adjusted: the adjustment rules, in Dagster.
 
 Adjustment is a property of a symbol's history, not of one bar, so this check is not
 partitioned: after a run writes adjusted bars it judges the run's symbols over the run's
