@@ -44,17 +44,28 @@ def lines_of(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory) -> Path:
-    """bars_1d and everything downstream for two symbols, one week, through the CLI."""
+    """bars_1d for two symbols, one week, through the CLI."""
     folder = tmp_path_factory.mktemp("ingested")
     result = invoke(
         "ingest", "--dataset", "bars_1d", "--symbols", "AAPL,MSFT", *SESSIONS,
-        "--with-downstream", "--data-dir", str(folder / "data"),
-        "--dagster-home", str(folder / "home"),
+        "--data-dir", str(folder / "data"), "--dagster-home", str(folder / "home"),
         env={"MARKET_ASSETS_CONFIG_DIR": str(REPO_CONFIGS)},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    (folder / "ingest_output.txt").write_text(result.output)
     return folder
+
+
+@pytest.fixture(scope="module")
+def downstream(ingested) -> tuple[Path, str]:
+    """The same rectangle again with everything downstream of bars_1d; (folder, output)."""
+    result = invoke(
+        "ingest", "--dataset", "bars_1d", "--symbols", "AAPL,MSFT", *SESSIONS,
+        "--with-downstream", "--data-dir", str(ingested / "data"),
+        "--dagster-home", str(ingested / "home"),
+        env={"MARKET_ASSETS_CONFIG_DIR": str(REPO_CONFIGS)},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return ingested, result.output
 
 
 def in_ingested(folder: Path, *args: str, columns: int = 200):
@@ -110,8 +121,10 @@ def test_ingest_of_sessions_not_closed_yet_is_refused_without_allow_incomplete(w
 # ------------------------------------------------------------------ 9. any asset, downstream too
 
 
-def test_ingest_with_downstream_materializes_adjusted_bars_indicators_and_the_report(ingested):
-    output = (ingested / "ingest_output.txt").read_text()
+def test_ingest_with_downstream_materializes_adjusted_bars_indicators_and_the_report(
+    downstream,
+):
+    ingested, output = downstream
 
     for asset in ("bars_1d", "corporate_actions", "bars_1d_adjusted", "indicators"):
         assert asset in output
@@ -121,7 +134,8 @@ def test_ingest_with_downstream_materializes_adjusted_bars_indicators_and_the_re
     assert (ingested / "data/quality/coverage_report.md").is_file()
 
 
-def test_ingest_names_a_derived_asset_directly(ingested):
+def test_ingest_names_a_derived_asset_directly(downstream):
+    ingested, _ = downstream
     result = in_ingested(
         ingested, "ingest", "--dataset", "bars_1d_adjusted", "--symbols", "AAPL", *SESSIONS,
         "--dagster-home", str(ingested / "home"),
@@ -131,7 +145,8 @@ def test_ingest_names_a_derived_asset_directly(ingested):
     assert "bars_1d_adjusted" in result.output
 
 
-def test_query_serves_adjusted_bars_and_indicators(ingested, tmp_path):
+def test_query_serves_adjusted_bars_and_indicators(downstream, tmp_path):
+    ingested, _ = downstream
     adjusted = in_ingested(
         ingested, "query", "bars_1d", "AAPL", *SESSIONS, "--adjusted", "--format", "csv",
         "--out", str(tmp_path / "adjusted.csv"),

@@ -49,15 +49,21 @@ def build_after_close_schedule(
         session = context.scheduled_execution_time.date()
         if not get_calendar(exchange).is_session(session):
             return SkipReason(f"{session} is not a {exchange} session")
-        keys = context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
-        invalid = invalid_symbol_keys(keys, SymbolPartitions({}), buckets_allowed=True)
+        registered = context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+        invalid = invalid_symbol_keys(registered, SymbolPartitions({}), buckets_allowed=True)
         for key, reason in invalid.items():
             context.log.warning(f"leaving out symbol partition key {key!r}: {reason}")
-        keys = [key for key in keys if key not in invalid]
+        keys = [key for key in registered if key not in invalid]
         if not keys:
             return SkipReason("no symbol partitions registered yet (start the universe sensor)")
+        # Ranges follow the registered order, so a range never spans a key left out.
         return rectangle_run_requests(
-            asset_keys, [session], keys, keys, sessions_per_run=1, tags={"trigger": "after_close"}
+            asset_keys,
+            [session],
+            keys,
+            registered,
+            sessions_per_run=1,
+            tags={"trigger": "after_close"},
         )
 
     return _after_close
