@@ -84,7 +84,9 @@ def test_ingest_from_the_live_api_without_user_agent_fails_the_run(workdir):
     )
 
     assert result.exit_code == 2
-    assert "1 run(s) failed" in result.output
+    text = " ".join(result.output.split())
+    assert "error: run " in text and " in fundamentals failed: " in text  # its root cause
+    assert "user_agent" in text
 
 
 def test_query_bars_without_range_says_what_is_missing(workdir):

@@ -23,7 +23,7 @@ from market_assets.core.stores.check_results import CheckResultsStore
 from market_assets.core.stores.lake import ParquetLake
 from market_assets.definitions import build_definitions
 from market_assets.defs.assets.bars import PROVIDER_TAG
-from market_assets.defs.runner import RunSummary, materialize_rectangle
+from market_assets.defs.runner import RunSummary, materialize_rectangle, step_metadata
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 HEADER = "date,open,high,low,close,volume\n"
@@ -51,9 +51,9 @@ class FilesPipeline:
     def lake(self) -> ParquetLake:
         return ParquetLake(str(self.data_dir))
 
-    def metadata(self, dataset: str) -> dict[str, Any]:
-        event = self.instance.get_latest_materialization_event(AssetKey(dataset))
-        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    def metadata(self, summary: RunSummary, dataset: str) -> dict[str, Any]:
+        """The run-level metadata of `dataset`'s step in the summary's last run."""
+        return step_metadata(self.instance, summary.run_ids[-1])[dataset]
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_rows_on_days_the_calendar_has_no_session_are_quarantined_with_a_rule(tm
     assert stats.rows == 4
     assert stats.quarantined == 2
     assert stats.quarantine_rules == {"not_a_session": 2}
-    assert pipeline.metadata("bars_1d")["quarantine_rules"] == {"not_a_session": 2}
+    assert pipeline.metadata(summary, "bars_1d")["quarantine_rules"] == {"not_a_session": 2}
     quarantined = pipeline.lake().read_quarantine(
         "bars_1d", ["AAPL"], dt.date(2024, 3, 1), dt.date(2024, 5, 1)
     )
@@ -169,7 +169,7 @@ def test_rows_a_provider_leaves_out_are_counted_in_metadata_and_the_summary(tmp_
 
     assert summary.datasets["bars_1m"].rows == 2
     assert summary.datasets["bars_1m"].dropped == {"extended_hours": 2}
-    assert pipeline.metadata("bars_1m")["dropped_rows"] == {"extended_hours": 2}
+    assert pipeline.metadata(summary, "bars_1m")["dropped_rows"] == {"extended_hours": 2}
 
 
 # ------------------------------------------------------------------ 3. per-exchange calendars
