@@ -130,6 +130,18 @@ def _print_summary(summary, data_root: str, title: str, order: list[str]) -> Non
         console.print(f"stored under {data_root.rstrip('/')}/ (read with market-assets query)")
 
 
+def _record_report(instance, config, summary) -> None:  # noqa: ANN001 - lazily imported types
+    """Record the coverage report (no run) and count it in the summary."""
+    from market_assets.defs.assets.coverage import COVERAGE_ASSET, record_report
+    from market_assets.defs.checks.status import bar_datasets_of, lake_of
+    from market_assets.defs.runner import DatasetStats
+
+    metadata = record_report(instance, config, lake_of(config), bar_datasets_of(config))
+    stats = summary.datasets.setdefault(COVERAGE_ASSET, DatasetStats(COVERAGE_ASSET))
+    stats.partitions += 1
+    stats.seconds += float(metadata["seconds"])
+
+
 def _failed_runs(instance, summary, debug: bool) -> list[str]:  # noqa: ANN001
     """One line per failed run: its id, step and root cause (the trace too with --debug)."""
     from market_assets.defs.run_errors import run_failure
@@ -176,7 +188,6 @@ def demo(
     from market_assets.core.errors import MarketAssetsError
     from market_assets.definitions import build_definitions
     from market_assets.defs.assets.coverage import COVERAGE_ASSET
-    from market_assets.defs.run_once import materialize_once
     from market_assets.defs.runner import RunSummary, materialize_rectangle
 
     try:
@@ -235,10 +246,9 @@ def demo(
                 summary=summary,
                 run_config=run_config,
             )
-        report = AssetKey(COVERAGE_ASSET)
-        if report in present and not summary.failed_runs:
-            # The report reads what the runs above recorded: one cheap run at the end.
-            materialize_once(defs, instance, [report], tags, summary, run_config)
+        if AssetKey(COVERAGE_ASSET) in present and not summary.failed_runs:
+            # The report reads what the runs above recorded; one event, not a run.
+            _record_report(instance, config, summary)
         checks_line = _check_summary_line(instance, summary.run_ids)
         failures = _failed_runs(instance, summary, debug)
     _print_summary(
