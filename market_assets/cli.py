@@ -186,12 +186,15 @@ def demo(
     from market_assets.core.calendar import get_calendar
     from market_assets.core.config import AppConfig
     from market_assets.core.errors import MarketAssetsError
-    from market_assets.definitions import build_definitions
     from market_assets.defs.assets.coverage import COVERAGE_ASSET
     from market_assets.defs.runner import RunSummary, materialize_rectangle
 
     try:
         config = AppConfig.load()
+        # Imported here: importing market_assets.definitions builds its Definitions from
+        # the configs, so a bad config file is reported like any other config error.
+        from market_assets.definitions import build_definitions
+
         defs = build_definitions(config)
         keys = config.symbol_partitions.keys_for_symbols(config.universe_symbols(universe))
     except (MarketAssetsError, ValueError) as exc:
@@ -318,7 +321,6 @@ def ingest(
     from market_assets.core.errors import MarketAssetsError
     from market_assets.core.ranges import plan_sessions
     from market_assets.core.symbols import validate_symbols
-    from market_assets.definitions import build_definitions
     from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
     from market_assets.defs.run_once import materialize_once
     from market_assets.defs.runner import RunSummary, materialize_rectangle
@@ -338,6 +340,8 @@ def ingest(
             _fail(f"unknown provider {provider!r}; known: {sorted(config.providers.providers)}")
         if provider and files is None and not config.providers.providers[provider].enabled:
             _fail(f"provider {provider!r} is disabled in providers.yaml: set enabled: true")
+        from market_assets.definitions import build_definitions  # builds from the configs
+
         defs = build_definitions(config)
         steps = plan_steps(
             defs, config, list(dataset), with_derived=with_derived, with_downstream=with_downstream

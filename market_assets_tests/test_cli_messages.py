@@ -167,14 +167,19 @@ def test_query_serves_adjusted_bars_and_indicators(downstream, tmp_path):
 # ------------------------------------------------------------------ 10. one error style
 
 
-def test_a_config_error_in_demo_is_one_line_naming_file_and_key(workdir):
+@pytest.mark.parametrize(
+    "command",
+    [["demo"], ["ingest", "--dataset", "bars_1d", "--symbols", "AAPL", *SESSIONS]],
+    ids=["demo", "ingest"],
+)
+def test_a_config_error_is_one_line_naming_file_and_key(workdir, command):
     configs = workdir / "configs"
     shutil.copytree(REPO_CONFIGS, configs)
     datasets = yaml.safe_load((configs / "datasets.yaml").read_text())
     datasets["datasets"]["bars_1d"]["providers"] = ["nobody"]
     (configs / "datasets.yaml").write_text(yaml.safe_dump(datasets))
 
-    result = invoke("demo", "--config-dir", str(configs))
+    result = invoke(*command, "--config-dir", str(configs))
 
     assert result.exit_code == 2
     assert "Traceback" not in result.output
@@ -281,9 +286,10 @@ def test_demo_fits_80_columns_and_materializes_the_coverage_report_with_its_heat
 
     assert result.exit_code == 0, result.output
     assert max(len(line) for line in lines_of(result.output)) <= 80
-    assert "…" not in result.output
+    summary = result.output[result.output.index("demo universe") :]  # after the progress bars
+    assert "…" not in summary
     for dataset in ("corporate_actions", "bars_1d_adjusted", "indicators", "coverage_report"):
-        assert dataset in result.output
+        assert dataset in summary
     os.environ["DAGSTER_HOME"] = str(workdir / ".dagster_home")
     try:
         with DagsterInstance.get() as instance:

@@ -39,10 +39,10 @@ def test_an_unrouted_dataset_names_where_routes_live(tmp_path):
     registry = registry_with(tmp_path, ["synthetic"])
 
     with pytest.raises(ValueError) as raised:
-        registry.route("options_chains")
+        registry.route("bars_2m")
 
     message = str(raised.value)
-    assert "routes live in datasets.yaml, as datasets.options_chains.providers" in message
+    assert "routes live in datasets.yaml, as datasets.bars_2m.providers" in message
     assert "providers.yaml" not in message
 
 
