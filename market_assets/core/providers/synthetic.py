@@ -9,7 +9,7 @@ How the data is made, so its properties can be relied on:
 - Per (symbol, seed) a profile is drawn once: a base price (20-500), a daily volatility
   (1-3%), a dollar volume, a quarterly dividend policy (most symbols) and a few splits
   (ratios 2, 3, 4, 3/2; rarely a 1-for-10 reverse split) spread over the history since 1990.
-- The daily path is a random walk of log returns. Its random stream is counter-based
+- The daily path is a random walk of log returns. Its random streams are counter-based
   (Philox keyed by a blake2b hash of symbol and seed, never Python's salted `hash()`) and
   indexed by weekday number since 1990-01-01: a weekday's draw never depends on which range
   was requested, nor on holidays added to the calendar later. Each draw is split into an
@@ -18,14 +18,22 @@ How the data is made, so its properties can be relied on:
 - Raw (unadjusted) prices reflect corporate actions: on a split's ex-date the level divides
   by the ratio and volumes scale up by it; on a dividend's ex-date the open gaps down by the
   amount (amounts are set once a year from the price, and rescaled by any split).
-- Minute bars: one per regular-session minute (390, fewer on early closes). The path is a
-  Brownian bridge from the session's open to its close, drawn from a second counter-based
-  stream whose block for a session is fixed by its weekday number. Highs and lows wick
-  around the path, volume is U-shaped over the day, trade counts are volume / (50..150) and
-  vwap lies inside [low, high]. Prices are rounded to cents.
-- Daily bars are exactly the aggregate of that session's minute bars (first open, max high,
-  min low, last close, summed volume and trade count, volume-weighted vwap). 5m, 15m and 1h
-  bars are the 1m bars resampled with `transforms.resample`.
+- Daily bars come first, for every session at once and without any minute bar: open and
+  close from the path, the high and low drawn exactly as the extremes of a Brownian bridge
+  from open to close with the session's intraday volatility (a session stream, also indexed
+  by weekday number), volume from the path's activity, trade count volume / (60..125) and
+  vwap inside the middle half of [low, high]. Prices are rounded to cents, vwap to 1e-4.
+- Minute bars (one per regular-session minute: 390, fewer on early closes) are generated
+  only when asked for, from a third stream whose block for a session is fixed by its
+  weekday number, and conditioned on the session's daily bar: a Brownian bridge from the
+  open to the close whose excursions are scaled to stay within [low, high], one minute
+  reaching each of them exactly; volume and trade counts split the day's totals over a
+  U-shaped profile by largest remainder (every minute trades at least one share). The
+  aggregate of a session's minute bars therefore IS its daily bar: first open, max high,
+  min low, last close, summed volume and trade count exactly; minute vwaps lie inside their
+  bar's [low, high], and their volume-weighted mean is pulled onto the daily vwap (it
+  stays within 0.1% of it). 5m, 15m and 1h bars are the 1m bars resampled with
+  `transforms.resample`.
 """
 
 from __future__ import annotations
@@ -65,7 +73,12 @@ LEVEL_BOUND = float(np.log(6.0))  # adjusted level stays within base / 6 .. base
 OVERNIGHT_SHARE = 0.35  # overnight gap volatility as a share of daily volatility
 REGULAR_MINUTES = 390
 BLOCK_UINT64 = 976  # random words per session: 5 uniforms (32-bit) per minute x 390 minutes
+SESSION_UINT64 = 4  # random words per weekday of the daily-bar stream (8 uniforms, 4 used)
 SESSIONS_PER_CHUNK = 256
+TRADE_SIZE_RANGE = (60.0, 125.0)  # mean shares per trade of a session
+VWAP_MARGIN = 0.25  # the daily vwap keeps this share of the range away from high and low
+VWAP_TOLERANCE = 1e-5  # minute vwaps are pulled onto the daily vwap to this relative error
+PULL_RAMP_MINUTES = 10  # the minute path's pull onto the vwap fades in over this many minutes
 SPLIT_DATE_RANGE = (dt.date(1990, 6, 1), dt.date(2026, 6, 30))
 FORWARD_SPLIT_RATIOS = (2.0, 2.0, 2.0, 3.0, 1.5, 4.0)
 REVERSE_SPLIT_RATIO = 0.1
@@ -137,9 +150,10 @@ def _profile(symbol: str, seed: int) -> SymbolProfile:
 
 @dataclass(frozen=True)
 class SessionTable:
-    """Every calendar session as numpy arrays: date, weekday number, UTC open, minutes."""
+    """Every calendar session as numpy arrays: date, year, weekday number, UTC open, minutes."""
 
     days: np.ndarray  # datetime64[D]
+    years: np.ndarray  # int64 calendar year
     weekday_numbers: np.ndarray  # int64
     open_us: np.ndarray  # int64 microseconds since the epoch, UTC
     minutes: np.ndarray  # int64 regular-session minutes
@@ -153,21 +167,54 @@ def _session_table(exchange: str) -> SessionTable:
     close_us = schedule.get_column("session_close").dt.epoch("us").to_numpy()
     return SessionTable(
         days=days,
+        years=days.astype("datetime64[Y]").astype(np.int64) + 1970,
         weekday_numbers=_weekday_numbers(days),
         open_us=open_us,
         minutes=(close_us - open_us) // 60_000_000,
     )
 
 
+def _weekday_uniforms(key: int, weekday_numbers: np.ndarray, words: int) -> np.ndarray:
+    """Uniforms in (0, 1), shape (sessions, 2 * words): each session's fixed stream block.
+
+    Philox yields 4 words per counter step, so `words` (per weekday) is a multiple of 4 and
+    the block of weekday n starts at counter n * words / 4, whatever range is requested.
+    """
+    first = int(weekday_numbers[0])
+    span = int(weekday_numbers[-1]) - first + 1
+    generator = np.random.Philox(key=key, counter=[first * (words // 4), 0, 0, 0])
+    raw = generator.random_raw(span * words).reshape(span, words)
+    return (raw[weekday_numbers - first].view(np.uint32) + 0.5) * 2.0**-32
+
+
+def _cents(prices: np.ndarray) -> np.ndarray:
+    """Prices rounded to cents, never below the price floor."""
+    return np.maximum(np.round(prices, 2), PRICE_FLOOR)
+
+
+def _bridge_excursion(body: np.ndarray, variance: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """How far a Brownian bridge rises above its higher end, in log units: an exact draw.
+
+    For a bridge between two ends `body` apart with total variance `variance`,
+    P(excursion > x) = exp(-2 x (x + body) / variance); this inverts it at `uniform`.
+    """
+    return (np.sqrt(body**2 - 2.0 * variance * np.log(uniform)) - body) / 2.0
+
+
 @dataclass(frozen=True)
 class SymbolHistory:
-    """One symbol's raw session-level path over every calendar session, plus its actions."""
+    """One symbol's raw daily bars over every calendar session, and its corporate actions."""
 
-    open: np.ndarray  # raw (unadjusted) session open, unrounded
-    close: np.ndarray  # raw session close, unrounded
-    volume: np.ndarray  # session volume in raw shares, float
+    open: np.ndarray  # raw (unadjusted) prices, rounded to cents
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray  # int64 raw shares
+    trade_count: np.ndarray  # int64
+    vwap: np.ndarray  # rounded to 1e-4
     minute_vol: float  # log volatility of one minute
-    actions: pl.DataFrame  # ACTION_SCHEMA
+    splits: tuple[tuple[int, float], ...]  # (session index, ratio)
+    dividends: tuple[tuple[int, float], ...]  # (session index, amount)
 
 
 @lru_cache(maxsize=64)
@@ -199,28 +246,43 @@ def _history(symbol: str, seed: int, exchange: str) -> SymbolHistory:
     split_factor = held[reference] / held
 
     dividend_factor, dividend_rows = _dividends(
-        profile, table.days, adj_open * split_factor, adj_close * split_factor, split_factor
+        profile, table, adj_open * split_factor, adj_close * split_factor, split_factor
     )
-    raw_open = adj_open * split_factor * dividend_factor
-    raw_close = adj_close * split_factor * dividend_factor
+    open_ = _cents(adj_open * split_factor * dividend_factor)
+    close = _cents(adj_close * split_factor * dividend_factor)
 
     session_return = np.abs(np.log(adj_close / np.roll(adj_close, 1)))
     session_return[0] = profile.daily_vol
     activity = np.exp(0.3 * draws[weekdays, 2] + 0.5 * (session_return / profile.daily_vol - 0.8))
     shares = profile.dollar_volume / profile.base_price
-    volume = shares * activity / split_factor * (table.minutes / REGULAR_MINUTES)
+    raw_volume = shares * activity / split_factor * (table.minutes / REGULAR_MINUTES)
+    volume = np.maximum(np.rint(raw_volume), table.minutes).astype(np.int64)
 
-    actions = _actions_frame(
-        symbol,
-        [(table.days[i], ratio) for i, ratio in split_rows],
-        [(table.days[i], amount) for i, amount in dividend_rows],
+    uniforms = _weekday_uniforms(_stream_key(symbol, seed, "session"), weekdays, SESSION_UINT64)
+    top, bottom = np.maximum(open_, close), np.minimum(open_, close)
+    body = np.abs(np.log(close / open_))
+    variance = intraday_vol**2 * table.minutes / REGULAR_MINUTES
+    high = np.maximum(_cents(top * np.exp(_bridge_excursion(body, variance, uniforms[:, 0]))), top)
+    low = np.minimum(
+        _cents(bottom * np.exp(-_bridge_excursion(body, variance, uniforms[:, 1]))), bottom
     )
+    smallest, largest = TRADE_SIZE_RANGE
+    trade_size = smallest + (largest - smallest) * uniforms[:, 2]
+    trade_count = np.clip(np.rint(volume / trade_size), table.minutes, volume).astype(np.int64)
+    span = high - low
+    typical = (open_ + high + low + close) / 4.0 + 0.2 * span * (uniforms[:, 3] - 0.5)
+    vwap = np.clip(typical, low + VWAP_MARGIN * span, high - VWAP_MARGIN * span)
     return SymbolHistory(
-        open=raw_open,
-        close=raw_close,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
         volume=volume,
+        trade_count=trade_count,
+        vwap=np.clip(np.round(vwap, 4), low, high),
         minute_vol=intraday_vol / np.sqrt(REGULAR_MINUTES),
-        actions=actions,
+        splits=tuple(split_rows),
+        dividends=tuple(dividend_rows),
     )
 
 
@@ -239,7 +301,7 @@ def _split_sessions(profile: SymbolProfile, days: np.ndarray) -> list[tuple[int,
 
 def _dividends(
     profile: SymbolProfile,
-    days: np.ndarray,
+    table: SessionTable,
     open_: np.ndarray,
     close: np.ndarray,
     split_factor: np.ndarray,
@@ -251,29 +313,28 @@ def _dividends(
     payment of each year to a quarter of the annual yield on the previous close, and is
     rescaled by any split later that year.
     """
+    days = table.days
     factor = np.ones(len(days))
     if profile.dividend_yield == 0.0:
         return factor, []
-    last_year = int(days[-1].astype("datetime64[Y]").astype(np.int64)) + 1970
-    nominal = np.array(
-        [
-            np.datetime64(dt.date(year, month, profile.dividend_day), "D")
-            for year in range(profile.dividend_start_year, last_year + 1)
-            for month in range(profile.dividend_first_month, 13, 3)
-        ]
-    )
-    indices = np.unique(np.searchsorted(days, nominal))
+    years = np.arange(profile.dividend_start_year, int(table.years[-1]) + 2)
+    months = np.arange(profile.dividend_first_month, 13, 3)
+    nominal = (
+        (years[:, None] - 1970).astype("datetime64[Y]").astype("datetime64[M]")
+        + (months[None, :] - 1).astype("timedelta64[M]")
+    ).astype("datetime64[D]") + np.timedelta64(profile.dividend_day - 1, "D")
+    indices = np.unique(np.searchsorted(days, nominal.ravel()))
     rows: list[tuple[int, float]] = []
     running = 1.0
     amount_year, year_amount, year_split = -1, 0.0, 1.0
     for index in (int(i) for i in indices if 1 <= i < len(days)):
-        year = int(days[index].astype("datetime64[Y]").astype(np.int64))
+        year = int(table.years[index])
         if year != amount_year:
             amount_year = year
-            year_amount = profile.dividend_yield / 4 * close[index - 1] * running
-            year_split = split_factor[index]
-        amount = max(round(year_amount * split_factor[index] / year_split, 2), 0.01)
-        open_before = open_[index] * running
+            year_amount = profile.dividend_yield / 4 * float(close[index - 1]) * running
+            year_split = float(split_factor[index])
+        amount = max(round(year_amount * float(split_factor[index]) / year_split, 2), 0.01)
+        open_before = float(open_[index]) * running
         if amount >= 0.2 * open_before:
             continue
         step = 1.0 - amount / open_before
@@ -283,15 +344,16 @@ def _dividends(
     return factor, rows
 
 
-def _actions_frame(
-    symbol: str,
-    splits: list[tuple[np.datetime64, float]],
-    dividends: list[tuple[np.datetime64, float]],
-) -> pl.DataFrame:
-    records = [(day.astype(dt.date), "split", ratio, None) for day, ratio in splits] + [
-        (day.astype(dt.date), "dividend", None, amount) for day, amount in dividends
-    ]
-    frame = pl.DataFrame(
+@lru_cache(maxsize=64)
+def _actions(symbol: str, seed: int, exchange: str) -> pl.DataFrame:
+    """Every split and dividend of one symbol (ACTION_SCHEMA), sorted by ex_date and type."""
+    history = _history(symbol, seed, exchange)
+    days = _session_table(exchange).days
+    records = sorted(
+        [(days[i].astype(dt.date), "split", ratio, None) for i, ratio in history.splits]
+        + [(days[i].astype(dt.date), "dividend", None, amount) for i, amount in history.dividends]
+    )
+    return pl.DataFrame(
         {
             "symbol": [symbol] * len(records),
             "ex_date": [r[0] for r in records],
@@ -303,7 +365,6 @@ def _actions_frame(
         },
         schema=ACTION_SCHEMA,
     )
-    return frame.sort("ex_date", "action_type")
 
 
 @dataclass(frozen=True)
@@ -319,17 +380,6 @@ class MinuteGrid:
     trade_count: np.ndarray
     vwap: np.ndarray
     valid: np.ndarray
-    last: np.ndarray  # column of each session's last bar
-
-
-def _session_uniforms(key: int, weekday_numbers: np.ndarray) -> np.ndarray:
-    """Uniforms in (0, 1), shape (sessions, 5, 390), from each session's fixed stream block."""
-    first = int(weekday_numbers[0])
-    span = int(weekday_numbers[-1]) - first + 1
-    generator = np.random.Philox(key=key, counter=[first * (BLOCK_UINT64 // 4), 0, 0, 0])
-    words = generator.random_raw(span * BLOCK_UINT64).reshape(span, BLOCK_UINT64)
-    halves = words[weekday_numbers - first].view(np.uint32)[:, : 5 * REGULAR_MINUTES]
-    return (halves.reshape(-1, 5, REGULAR_MINUTES) + 0.5) * 2.0**-32
 
 
 @lru_cache(maxsize=16)
@@ -349,53 +399,211 @@ def _volume_profile(minutes: int) -> np.ndarray:
     return shape
 
 
+def _largest_remainder(total: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Split each row's integer total over its columns in proportion to `weights`, exactly.
+
+    Every column gets the floor of its quota; the shortfall goes one unit each to the
+    columns with the largest remainders. Columns of weight 0 get 0.
+    """
+    sums = weights.sum(axis=1, keepdims=True)
+    share = np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
+    quota = total[:, None] * share
+    whole = np.floor(quota)
+    shortfall = total - whole.sum(axis=1).astype(np.int64)
+    order = np.argsort(whole - quota, axis=1, kind="stable")  # largest remainder first
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(weights.shape[1])[None, :], axis=1)
+    return whole.astype(np.int64) + (rank < shortfall[:, None])
+
+
+def _pull_towards_mean(
+    values: np.ndarray,
+    weights: np.ndarray,
+    freedom: np.ndarray | float,
+    target: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+) -> np.ndarray:
+    """Move each row's values towards `high` or `low` so that their weighted mean reaches
+    `target`.
+
+    A value moves the share kappa x `freedom` (both 0..1) of its way to the bound on the
+    target's side, with one kappa per row: a value between its low and high stays there, a
+    value with freedom 0 stays put. A target out of reach is approached as far as kappa = 1
+    allows.
+    """
+    mean = (weights * values).sum(axis=1)
+    gap = target - mean
+    pull = freedom * (np.where((gap > 0)[:, None], high, low) - values)
+    room = (weights * pull).sum(axis=1)
+    kappa = np.clip(np.divide(gap, room, out=np.zeros_like(gap), where=room != 0), 0.0, 1.0)
+    return values + kappa[:, None] * pull
+
+
 def _minute_grid(
     symbol: str, seed: int, history: SymbolHistory, table: SessionTable, index: np.ndarray
 ) -> MinuteGrid:
-    """Generate the minute bars of the sessions at `index` (ascending, one symbol)."""
-    uniforms = _session_uniforms(_stream_key(symbol, seed, "minute"), table.weekday_numbers[index])
+    """The minute bars of the sessions at `index` (ascending, one symbol), from their daily bars.
+
+    The open, high, low, close, volume and trade count of the daily bar are reproduced
+    exactly by the minute bars' aggregate; the volume-weighted minute vwap is pulled onto the
+    daily vwap within each minute's [low, high].
+    """
+    uniforms = _weekday_uniforms(
+        _stream_key(symbol, seed, "minute"), table.weekday_numbers[index], BLOCK_UINT64
+    )[:, : 5 * REGULAR_MINUTES].reshape(-1, 5, REGULAR_MINUTES)
+    rows = np.arange(len(index))
     minutes = table.minutes[index][:, None]
     column = np.arange(REGULAR_MINUTES)[None, :]
     valid = column < minutes
     sigma = history.minute_vol
+    day_open, day_high, day_low, day_close, day_vwap = (
+        prices[index][:, None]
+        for prices in (history.open, history.high, history.low, history.close, history.vwap)
+    )
+    day_volume, day_trades = history.volume[index], history.trade_count[index]
 
     radius = np.sqrt(-2.0 * np.log(uniforms[:, 0]))
     angle = 2.0 * np.pi * uniforms[:, 1]
     walk = np.cumsum(np.where(valid, radius * np.cos(angle), 0.0), axis=1)
     elapsed = np.minimum((column + 1) / minutes, 1.0)
     bridge = walk - elapsed * walk[:, -1:]
-    session_open = history.open[index][:, None]
-    log_open, log_close = np.log(session_open), np.log(history.close[index][:, None])
-    path = np.exp(log_open + elapsed * (log_close - log_open) + sigma * bridge)
-
-    close = np.maximum(np.round(path, 2), PRICE_FLOOR)
-    open_ = np.maximum(
-        np.round(np.concatenate([session_open, path[:, :-1]], axis=1), 2), PRICE_FLOOR
+    log_open, log_close = np.log(day_open), np.log(day_close)
+    path = np.where(  # ends exactly at the close, so the close is never an excursion
+        elapsed < 1.0,
+        np.exp(log_open + elapsed * (log_close - log_open) + sigma * bridge),
+        day_close,
     )
-    upper_wick = 1.0 - 0.5 * sigma * np.log(uniforms[:, 2])  # exponential wick lengths
-    lower_wick = 1.0 + 0.5 * sigma * np.log(uniforms[:, 3])
-    high = np.round(np.maximum(open_, close) * upper_wick, 2)
-    low = np.maximum(np.round(np.minimum(open_, close) * lower_wick, 2), PRICE_FLOOR)
+
+    top, bottom = np.maximum(day_open, day_close), np.minimum(day_open, day_close)
+    extreme_wick = -0.5 * sigma * np.log(uniforms[:, 4, :2])  # the extreme minutes' wicks
+    ceiling = np.maximum(day_high - top * extreme_wick[:, :1], (day_high + top) / 2.0)
+    floor_ = np.minimum(day_low + bottom * extreme_wick[:, 1:], (day_low + bottom) / 2.0)
+    path = _scale_excursions(path, top, bottom, ceiling, floor_)
 
     lengths, which = np.unique(table.minutes[index], return_inverse=True)
-    weights = np.stack([_volume_profile(int(length)) for length in lengths])[which]
+    profile = np.stack([_volume_profile(int(length)) for length in lengths])[which]
     noise = np.exp(0.35 * radius * np.sin(angle) - 0.35**2 / 2)
-    volume = np.maximum(np.rint(history.volume[index][:, None] * weights * noise), 1.0)
-    trade_count = np.minimum(
-        np.maximum(np.rint(volume / (50.0 + 100.0 * uniforms[:, 4])), 1), volume
+    spread = _largest_remainder(day_volume - minutes[:, 0], np.where(valid, profile * noise, 0.0))
+    volume = np.where(valid, 1 + spread, 0)
+    volume_share = volume / day_volume[:, None]
+
+    pinned = np.stack(
+        [
+            np.full(len(index), -1),  # the open
+            minutes[:, 0] - 1,  # the close
+            np.where(valid, path, -np.inf).argmax(axis=1),
+            np.where(valid, path, np.inf).argmin(axis=1),
+        ],
+        axis=1,
     )
-    vwap = np.clip(np.round((open_ + high + low + close) / 4.0, 4), low, high)
+    distance = np.abs(column[:, :, None] - pinned[:, None, :]).min(axis=2)
+    fade = np.minimum(distance / PULL_RAMP_MINUTES, 1.0)
+    path = _pull_towards_mean(path, volume_share, fade, day_vwap[:, 0], day_high, day_low)
+
+    close = _cents(path)
+    open_ = np.concatenate([day_open, close[:, :-1]], axis=1)
+    upper_wick = 1.0 - 0.5 * sigma * np.log(uniforms[:, 2])  # exponential wick lengths
+    lower_wick = 1.0 + 0.5 * sigma * np.log(uniforms[:, 3])
+    body_top, body_bottom = np.maximum(open_, close), np.minimum(open_, close)
+    high = np.minimum(_cents(body_top * upper_wick), day_high)
+    low = np.maximum(_cents(body_bottom * lower_wick), day_low)
+    high[rows, np.where(valid, body_top, -np.inf).argmax(axis=1)] = day_high[:, 0]
+    low[rows, np.where(valid, body_bottom, np.inf).argmin(axis=1)] = day_low[:, 0]
+
+    trades = _minute_trade_counts(volume, day_trades, valid)
+    high, low, vwap = _minute_vwaps(
+        open_, high, low, close, volume_share, (day_vwap, day_high, day_low), valid
+    )
     return MinuteGrid(
         ts_us=table.open_us[index][:, None] + column * 60_000_000,
         open=open_,
         high=high,
         low=low,
         close=close,
-        volume=np.where(valid, volume, 0).astype(np.int64),
-        trade_count=np.where(valid, trade_count, 0).astype(np.int64),
+        volume=volume,
+        trade_count=trades,
         vwap=vwap,
         valid=valid,
-        last=table.minutes[index] - 1,
+    )
+
+
+def _minute_trade_counts(
+    volume: np.ndarray, day_trades: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """Split each session's trade count over its minutes in proportion to their volume.
+
+    Every minute trades at least once; the minutes that would get less than one trade get
+    exactly one and the others share the rest in proportion to volume (a water level found
+    by a few rounds), so the minutes' volume per trade stays that of the session.
+    """
+    quota = volume * (day_trades / volume.sum(axis=1))[:, None]
+    level = np.ones(len(volume))
+    for _ in range(REGULAR_MINUTES):
+        single = valid & (quota * level[:, None] < 1.0)
+        rest = np.where(valid & ~single, quota, 0.0).sum(axis=1)
+        new_level = np.divide(
+            day_trades - single.sum(axis=1), rest, out=level.copy(), where=rest > 0
+        )
+        if np.array_equal(new_level, level):
+            break
+        level = new_level
+    above_one = np.where(valid, np.maximum(quota * level[:, None] - 1.0, 0.0), 0.0)
+    spread = _largest_remainder(day_trades - valid.sum(axis=1), above_one)
+    return np.where(valid, 1 + spread, 0)
+
+
+def _minute_vwaps(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume_share: np.ndarray,
+    day: tuple[np.ndarray, np.ndarray, np.ndarray],
+    valid: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minute vwaps inside their bar whose volume-weighted mean is the daily vwap, and the
+    bars' highs and lows (widened only where a price a few cents wide needs it).
+
+    Each vwap starts at its bar's typical price and is pulled within its bar. When cent
+    rounding leaves the daily vwap out of reach (penny prices: every minute at the same one
+    or two cents), that session's minute highs and lows are widened to the cents around the
+    daily vwap, inside the daily range, and the vwaps pulled again.
+    """
+    day_vwap, day_high, day_low = day  # (sessions, 1) each
+    target = day_vwap[:, 0]
+    vwap = _pull_towards_mean(
+        (open_ + high + low + close) / 4.0, volume_share, 1.0, target, high, low
+    )
+    missed = np.abs((volume_share * vwap).sum(axis=1) - target) > VWAP_TOLERANCE * target
+    if missed.any():
+        widen = missed[:, None] & valid
+        cents = np.round(day_vwap * 100.0, 6)
+        high = np.where(widen, np.minimum(np.maximum(high, np.ceil(cents) / 100.0), day_high), high)
+        low = np.where(widen, np.maximum(np.minimum(low, np.floor(cents) / 100.0), day_low), low)
+        vwap = _pull_towards_mean(vwap, volume_share, 1.0, target, high, low)
+    return high, low, np.clip(np.round(vwap, 4), low, high)
+
+
+def _scale_excursions(
+    path: np.ndarray,
+    top: np.ndarray,
+    bottom: np.ndarray,
+    ceiling: np.ndarray,
+    floor_: np.ndarray,
+) -> np.ndarray:
+    """Rescale each row's excursions above `top` to peak at `ceiling`, below `bottom` to
+    trough at `floor_`; values between bottom and top are unchanged."""
+    peak = path.max(axis=1, keepdims=True)
+    trough = path.min(axis=1, keepdims=True)
+    up = np.divide(ceiling - top, peak - top, out=np.zeros_like(peak), where=peak > top)
+    down = np.divide(
+        bottom - floor_, bottom - trough, out=np.zeros_like(trough), where=trough < bottom
+    )
+    return np.where(
+        path > top,
+        top + (path - top) * up,
+        np.where(path < bottom, bottom - (bottom - path) * down, path),
     )
 
 
@@ -418,21 +626,20 @@ def _minute_frame(symbol: str, grid: MinuteGrid) -> pl.DataFrame:
     )
 
 
-def _daily_frame(symbol: str, days: np.ndarray, grid: MinuteGrid) -> pl.DataFrame:
-    rows = np.arange(len(days))
-    volume = grid.volume.sum(axis=1)
-    traded_value = np.where(grid.valid, grid.vwap * grid.volume, 0.0).sum(axis=1)
+def _daily_frame(
+    symbol: str, days: np.ndarray, history: SymbolHistory, rows: slice
+) -> pl.DataFrame:
     return pl.DataFrame(
         {
-            "ts": pl.Series(days.astype("datetime64[us]")).dt.replace_time_zone("UTC"),
+            "ts": pl.Series(days[rows].astype("datetime64[us]")).dt.replace_time_zone("UTC"),
             "symbol": symbol,
-            "open": grid.open[:, 0],
-            "high": np.where(grid.valid, grid.high, -np.inf).max(axis=1),
-            "low": np.where(grid.valid, grid.low, np.inf).min(axis=1),
-            "close": grid.close[rows, grid.last],
-            "volume": volume,
-            "trade_count": grid.trade_count.sum(axis=1),
-            "vwap": np.round(traded_value / volume, 9),
+            "open": history.open[rows],
+            "high": history.high[rows],
+            "low": history.low[rows],
+            "close": history.close[rows],
+            "volume": history.volume[rows],
+            "trade_count": history.trade_count[rows],
+            "vwap": history.vwap[rows],
             "granularity": "1d",
             "source": SOURCE,
         }
@@ -449,7 +656,8 @@ def synthetic_bars(
 ) -> pl.DataFrame:
     """Generated bars of one symbol over the sessions in [start, end), canonical schema.
 
-    Raises ValueError for an invalid symbol or an unknown granularity.
+    Daily bars never generate minute bars. Raises ValueError for an invalid symbol or an
+    unknown granularity.
     """
     validate_symbol(symbol)
     if granularity not in SyntheticProvider.granularities:
@@ -462,23 +670,21 @@ def synthetic_bars(
     if first >= stop:
         return empty_bars()
     history = _history(symbol, seed, exchange)
+    if granularity == "1d":
+        return conform_bars(_daily_frame(symbol, table.days, history, slice(first, stop)))
     frames = []
     for chunk_start in range(first, stop, SESSIONS_PER_CHUNK):
         index = np.arange(chunk_start, min(chunk_start + SESSIONS_PER_CHUNK, stop))
-        grid = _minute_grid(symbol, seed, history, table, index)
-        if granularity == "1d":
-            frames.append(_daily_frame(symbol, table.days[index], grid))
-        else:
-            frames.append(_minute_frame(symbol, grid))
+        frames.append(_minute_frame(symbol, _minute_grid(symbol, seed, history, table, index)))
     bars = conform_bars(pl.concat(frames))
-    if granularity in ("1m", "1d"):
+    if granularity == "1m":
         return bars
     return resample_bars(bars, granularity, get_calendar(exchange))
 
 
 def synthetic_actions(symbol: str, seed: int = 7, exchange: str = "XNYS") -> pl.DataFrame:
     """Every generated split and dividend of one symbol since 1990 (ACTION_SCHEMA)."""
-    return _history(symbol, seed, exchange).actions
+    return _actions(symbol, seed, exchange)
 
 
 class SyntheticProvider:

@@ -11,6 +11,7 @@ import time
 import polars as pl
 import pytest
 
+from market_assets.core.providers import synthetic
 from market_assets.core.providers.base import (
     ActionsRequest,
     BarRequest,
@@ -107,12 +108,9 @@ def test_early_close_has_210_minute_bars_and_holiday_has_none() -> None:
     assert D(2024, 11, 28) not in per_session
 
 
-def test_daily_bar_equals_the_aggregate_of_its_minute_bars_exactly() -> None:
-    start, end = D(2024, 11, 25), D(2024, 12, 6)  # includes the 2024-11-29 early close
-    minutes = bars(("AAPL", "KO"), "1m", start, end)
-    daily = bars(("AAPL", "KO"), "1d", start, end)
-
-    expected = (
+def minute_aggregate(minutes: pl.DataFrame) -> pl.DataFrame:
+    """Each (symbol, session)'s minute bars aggregated the way a daily bar is defined."""
+    return (
         minutes.group_by("symbol", session().alias("session"), maintain_order=True)
         .agg(
             pl.col("open").first(),
@@ -122,19 +120,130 @@ def test_daily_bar_equals_the_aggregate_of_its_minute_bars_exactly() -> None:
             pl.col("volume").sum(),
             pl.col("trade_count").sum(),
             ((pl.col("vwap") * pl.col("volume")).sum() / pl.col("volume").sum()).alias("vwap"),
+            pl.len().alias("minutes"),
         )
         .sort("symbol", "session")
     )
-    actual = daily.with_columns(pl.col("ts").dt.date().alias("session"))
 
-    assert actual.height == expected.height == 2 * 8
+
+def assert_daily_bars_are_the_minute_aggregate(daily: pl.DataFrame, minutes: pl.DataFrame) -> None:
+    """Open, high, low, close, volume and trade count exactly; vwap within 0.1%."""
+    expected = minute_aggregate(minutes)
+    actual = daily.with_columns(pl.col("ts").dt.date().alias("session")).sort("symbol", "session")
+
+    assert actual.select("symbol", "session").rows() == expected.select("symbol", "session").rows()
     for name in ("open", "high", "low", "close", "volume", "trade_count"):
         assert actual.get_column(name).to_list() == expected.get_column(name).to_list(), name
     assert actual.get_column("vwap").to_list() == pytest.approx(
-        expected.get_column("vwap").to_list(),
-        abs=1e-9,  # rounded to 1e-9 like all prices
+        expected.get_column("vwap").to_list(), rel=1e-3
     )
-    assert actual.get_column("ts").to_list()[0] == dt.datetime(2024, 11, 25, tzinfo=dt.UTC)
+
+
+def test_daily_bar_equals_the_aggregate_of_its_minute_bars_with_vwap_within_0_1_percent() -> None:
+    start, end = D(2024, 11, 25), D(2024, 12, 6)  # includes the 2024-11-29 early close
+    minutes = bars(("AAPL", "KO"), "1m", start, end)
+    daily = bars(("AAPL", "KO"), "1d", start, end)
+
+    assert_daily_bars_are_the_minute_aggregate(daily, minutes)
+    assert daily.height == 2 * 8
+    assert daily.get_column("ts").to_list()[0] == dt.datetime(2024, 11, 25, tzinfo=dt.UTC)
+
+
+def test_minute_bars_aggregate_exactly_to_the_daily_bars_across_a_split_and_early_closes() -> None:
+    start, end = D(2015, 11, 24), D(2016, 2, 23)  # SYM1 splits 4:1 on 2016-02-17
+    minutes = bars((SPLIT_SYMBOL,), "1m", start, end)
+    daily = bars((SPLIT_SYMBOL,), "1d", start, end)
+    per_session = dict(minute_aggregate(minutes).select("session", "minutes").iter_rows())
+
+    assert_daily_bars_are_the_minute_aggregate(daily, minutes)
+    assert per_session[D(2015, 11, 27)] == per_session[D(2015, 12, 24)] == 210
+    assert D(2015, 11, 26) not in per_session and D(2015, 12, 25) not in per_session
+    by_session = {row["session"]: row for row in minute_aggregate(minutes).iter_rows(named=True)}
+    before, after = by_session[D(2016, 2, 16)], by_session[D(2016, 2, 17)]
+    assert before["close"] / after["open"] == pytest.approx(4.0, rel=0.05)
+
+
+def test_minute_vwaps_reach_the_daily_vwap_at_prices_a_few_cents_wide() -> None:
+    start, end = D(2006, 5, 22), D(2006, 6, 2)  # SYM11 trades near $1.20 before its 1:10
+    minutes = bars((REVERSE_SPLIT_SYMBOL,), "1m", start, end)
+    daily = bars((REVERSE_SPLIT_SYMBOL,), "1d", start, end)
+
+    assert daily.get_column("close").max() < 2.0
+    assert_daily_bars_are_the_minute_aggregate(daily, minutes)
+
+
+def test_minute_bars_are_well_formed_inside_their_daily_bar() -> None:
+    minutes = bars(("AAPL", "XOM", REVERSE_SPLIT_SYMBOL), "1m", D(2006, 5, 22), D(2006, 6, 2))
+
+    checks = {
+        "volume_at_least_one": pl.col("volume") >= 1,
+        "trade_at_least_one": pl.col("trade_count") >= 1,
+        "trades_at_most_volume": pl.col("trade_count") <= pl.col("volume"),
+        "vwap_inside_bar": pl.col("vwap").is_between(pl.col("low"), pl.col("high")),
+        "high_is_highest": pl.col("high") >= pl.max_horizontal("open", "close"),
+        "low_is_lowest": pl.col("low") <= pl.min_horizontal("open", "close"),
+        "open_is_previous_close": (
+            pl.col("open") == pl.col("close").shift().over("symbol", session())
+        ).fill_null(True),
+    }
+
+    held = minutes.select(**{name: rule.all() for name, rule in checks.items()}).row(0, named=True)
+
+    assert held == dict.fromkeys(checks, True)
+
+
+def test_daily_bars_are_generated_without_any_minute_bar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_minutes(*args: object) -> None:
+        raise AssertionError("daily bars generated minute bars")
+
+    monkeypatch.setattr(synthetic, "_minute_grid", no_minutes)
+
+    frame = synthetic_bars("NOMINUTE", "1d", D(2006, 1, 1), D(2024, 1, 1))
+
+    assert frame.height == 4529
+
+
+def test_daily_bars_do_not_depend_on_whether_minute_bars_were_generated() -> None:
+    start, end = D(2024, 11, 25), D(2024, 12, 6)
+    script = (
+        "import datetime as dt, hashlib\n"
+        "from market_assets.core.providers.synthetic import synthetic_bars\n"
+        "frame = synthetic_bars('FRESH', '1d', dt.date(2024, 11, 25), dt.date(2024, 12, 6))\n"
+        "print(hashlib.sha256(frame.write_csv().encode()).hexdigest())\n"
+    )
+    synthetic._history.cache_clear()
+    before = synthetic_bars("FRESH", "1d", start, end)
+
+    synthetic_bars("FRESH", "1m", start, end)
+    synthetic_bars("FRESH", "1h", D(2024, 1, 2), end)
+    after = synthetic_bars("FRESH", "1d", start, end)
+    only_daily = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    assert after.equals(before)
+    assert checksum(after) == only_daily
+
+
+def test_daily_high_and_low_span_a_realistic_range_around_open_and_close() -> None:
+    daily = bars(("AAPL", "KO", "MSFT", "XOM"), "1d", D(2006, 1, 1), D(2024, 1, 1))
+    ranges = daily.group_by("symbol").agg(
+        (pl.col("high") / pl.col("low")).log().median().alias("range"),
+        (pl.col("close") / pl.col("open")).log().abs().median().alias("body"),
+        (pl.col("high") > pl.max_horizontal("open", "close")).mean().alias("upper_wick"),
+        (pl.col("low") < pl.min_horizontal("open", "close")).mean().alias("lower_wick"),
+    )
+
+    assert daily.select(
+        (pl.col("high") >= pl.max_horizontal("open", "close")).all(),
+        (pl.col("low") <= pl.min_horizontal("open", "close")).all(),
+    ).row(0) == (True, True)
+    for symbol, median_range, body, upper, lower in ranges.iter_rows():
+        assert 0.01 < median_range < 0.05, symbol  # daily volatility 1-3%
+        assert 2.0 < median_range / body < 4.5, symbol  # a Brownian session's range vs body
+        assert upper > 0.9 and lower > 0.9, symbol
 
 
 @pytest.mark.parametrize("granularity", ["1m", "5m", "1h", "1d"])
