@@ -27,12 +27,14 @@ How the data is made, so its properties can be relied on:
   only when asked for, from a third stream whose block for a session is fixed by its
   weekday number, and conditioned on the session's daily bar: a Brownian bridge from the
   open to the close whose excursions are scaled to stay within [low, high], one minute
-  reaching each of them exactly; volume and trade counts split the day's totals over a
-  U-shaped profile by largest remainder (every minute trades at least one share). The
+  reaching each of them exactly. The day's volume is split over a noisy U-shaped profile
+  and its trade count in proportion to the minutes' volume, both by cumulative rounding
+  (exact sums; every minute trades at least one share in at least one trade). The
   aggregate of a session's minute bars therefore IS its daily bar: first open, max high,
-  min low, last close, summed volume and trade count exactly; minute vwaps lie inside their
-  bar's [low, high], and their volume-weighted mean is pulled onto the daily vwap (it
-  stays within 0.1% of it). 5m, 15m and 1h bars are the 1m bars resampled with
+  min low, last close, summed volume and trade count, exactly. Minute vwaps lie inside
+  their bar's [low, high]; the path and then the vwaps are pulled so that the
+  volume-weighted minute vwap meets the daily vwap (always within 0.1%, typically 1e-6).
+  5m, 15m and 1h bars are the 1m bars resampled with
   `transforms.resample`.
 """
 
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -84,6 +86,7 @@ FORWARD_SPLIT_RATIOS = (2.0, 2.0, 2.0, 3.0, 1.5, 4.0)
 REVERSE_SPLIT_RATIO = 0.1
 MIN_SESSIONS_BETWEEN_SPLITS = 250
 PRICE_FLOOR = 0.01
+DAILY_FIELDS = ("open", "high", "low", "close", "volume", "trade_count", "vwap")
 IGNORED_SETTINGS = ("api_key_env", "secret_key_env", "requests_per_minute")
 OPTION_SETTINGS = ("option_strikes", "option_rate")  # shape the generated option chains
 
@@ -399,21 +402,19 @@ def _volume_profile(minutes: int) -> np.ndarray:
     return shape
 
 
-def _largest_remainder(total: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _split_exactly(total: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Split each row's integer total over its columns in proportion to `weights`, exactly.
 
-    Every column gets the floor of its quota; the shortfall goes one unit each to the
-    columns with the largest remainders. Columns of weight 0 get 0.
+    Cumulative rounding: column m gets floor(C_m) - floor(C_m-1), where C is the running
+    sum of the quotas and ends at the total exactly. Every column gets its quota rounded
+    down or up, the row sums to the total, and columns of weight 0 get 0; unlike largest
+    remainder it needs no sort.
     """
-    sums = weights.sum(axis=1, keepdims=True)
-    share = np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
-    quota = total[:, None] * share
-    whole = np.floor(quota)
-    shortfall = total - whole.sum(axis=1).astype(np.int64)
-    order = np.argsort(whole - quota, axis=1, kind="stable")  # largest remainder first
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(weights.shape[1])[None, :], axis=1)
-    return whole.astype(np.int64) + (rank < shortfall[:, None])
+    running = np.cumsum(weights, axis=1)
+    whole = running[:, -1:]
+    share = np.divide(running, whole, out=np.zeros_like(running), where=whole > 0)
+    floors = np.floor(total[:, None] * share).astype(np.int64)
+    return np.diff(floors, axis=1, prepend=0)
 
 
 def _pull_towards_mean(
@@ -484,21 +485,17 @@ def _minute_grid(
     lengths, which = np.unique(table.minutes[index], return_inverse=True)
     profile = np.stack([_volume_profile(int(length)) for length in lengths])[which]
     noise = np.exp(0.35 * radius * np.sin(angle) - 0.35**2 / 2)
-    spread = _largest_remainder(day_volume - minutes[:, 0], np.where(valid, profile * noise, 0.0))
+    spread = _split_exactly(day_volume - minutes[:, 0], np.where(valid, profile * noise, 0.0))
     volume = np.where(valid, 1 + spread, 0)
     volume_share = volume / day_volume[:, None]
 
-    pinned = np.stack(
-        [
-            np.full(len(index), -1),  # the open
-            minutes[:, 0] - 1,  # the close
-            np.where(valid, path, -np.inf).argmax(axis=1),
-            np.where(valid, path, np.inf).argmin(axis=1),
-        ],
-        axis=1,
-    )
-    distance = np.abs(column[:, :, None] - pinned[:, None, :]).min(axis=2)
-    fade = np.minimum(distance / PULL_RAMP_MINUTES, 1.0)
+    distance = np.minimum(column + 1, minutes - 1 - column)  # from the open and the close
+    for extreme in (
+        np.where(valid, path, -np.inf).argmax(axis=1),
+        np.where(valid, path, np.inf).argmin(axis=1),
+    ):
+        distance = np.minimum(distance, np.abs(column - extreme[:, None]))
+    fade = np.clip(distance / PULL_RAMP_MINUTES, 0.0, 1.0)
     path = _pull_towards_mean(path, volume_share, fade, day_vwap[:, 0], day_high, day_low)
 
     close = _cents(path)
@@ -549,7 +546,7 @@ def _minute_trade_counts(
             break
         level = new_level
     above_one = np.where(valid, np.maximum(quota * level[:, None] - 1.0, 0.0), 0.0)
-    spread = _largest_remainder(day_trades - valid.sum(axis=1), above_one)
+    spread = _split_exactly(day_trades - valid.sum(axis=1), above_one)
     return np.where(valid, 1 + spread, 0)
 
 
@@ -626,24 +623,42 @@ def _minute_frame(symbol: str, grid: MinuteGrid) -> pl.DataFrame:
     )
 
 
-def _daily_frame(
-    symbol: str, days: np.ndarray, history: SymbolHistory, rows: slice
+def synthetic_daily_bars(
+    symbols: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    seed: int = 7,
+    exchange: str = "XNYS",
 ) -> pl.DataFrame:
-    return pl.DataFrame(
+    """Generated daily bars of many symbols over the sessions in [start, end), canonical
+    schema, sorted by (symbol, ts); no minute bar is generated.
+
+    Raises ValueError naming an invalid symbol.
+    """
+    names = sorted(dict.fromkeys(validate_symbol(symbol) for symbol in symbols))
+    table = _session_table(exchange)
+    first = int(np.searchsorted(table.days, np.datetime64(start, "D")))
+    stop = int(np.searchsorted(table.days, np.datetime64(end, "D")))
+    if first >= stop or not names:
+        return empty_bars()
+    histories = [_history(symbol, seed, exchange) for symbol in names]
+    rows = slice(first, stop)
+
+    def stacked(field: str) -> np.ndarray:
+        return np.concatenate([getattr(history, field)[rows] for history in histories])
+
+    days = np.tile(table.days[rows].astype("datetime64[us]"), len(names))
+    symbol_index = np.repeat(np.arange(len(names)), stop - first)
+    frame = pl.DataFrame(
         {
-            "ts": pl.Series(days[rows].astype("datetime64[us]")).dt.replace_time_zone("UTC"),
-            "symbol": symbol,
-            "open": history.open[rows],
-            "high": history.high[rows],
-            "low": history.low[rows],
-            "close": history.close[rows],
-            "volume": history.volume[rows],
-            "trade_count": history.trade_count[rows],
-            "vwap": history.vwap[rows],
-            "granularity": "1d",
-            "source": SOURCE,
+            "ts": pl.Series(days).dt.replace_time_zone("UTC"),
+            "symbol": pl.Series(names, dtype=pl.String).gather(symbol_index),
+            **{field: stacked(field) for field in DAILY_FIELDS},
+            "granularity": pl.repeat("1d", len(days), eager=True),
+            "source": pl.repeat(SOURCE, len(days), eager=True),
         }
     )
+    return conform_bars(frame)
 
 
 def synthetic_bars(
@@ -664,14 +679,14 @@ def synthetic_bars(
         raise ValueError(
             f"granularity {granularity!r} is not one of {list(SyntheticProvider.granularities)}"
         )
+    if granularity == "1d":
+        return synthetic_daily_bars((symbol,), start, end, seed, exchange)
     table = _session_table(exchange)
     first = int(np.searchsorted(table.days, np.datetime64(start, "D")))
     stop = int(np.searchsorted(table.days, np.datetime64(end, "D")))
     if first >= stop:
         return empty_bars()
     history = _history(symbol, seed, exchange)
-    if granularity == "1d":
-        return conform_bars(_daily_frame(symbol, table.days, history, slice(first, stop)))
     frames = []
     for chunk_start in range(first, stop, SESSIONS_PER_CHUNK):
         index = np.arange(chunk_start, min(chunk_start + SESSIONS_PER_CHUNK, stop))
@@ -756,6 +771,11 @@ class SyntheticProvider:
             "end": request.end,
         }
         known, failures = self._admit(request.symbols, context)
+        if request.granularity == "1d":
+            frame = synthetic_daily_bars(
+                known, request.start, request.end, self.seed, self._exchange
+            )
+            return FetchResult(frame=frame, source=SOURCE, requests=1, failures=failures)
         frames = [
             synthetic_bars(
                 symbol, request.granularity, request.start, request.end, self.seed, self._exchange

@@ -60,6 +60,17 @@ def test_daily_bars_are_the_same_whatever_range_was_requested() -> None:
     assert one_day.equals(long_history.filter(pl.col("ts").dt.date() == D(2024, 2, 1)))
 
 
+def test_daily_bars_of_many_symbols_equal_each_symbol_generated_alone() -> None:
+    together = bars(("MSFT", "AAPL", "BRK.B"), "1d", D(2020, 1, 1), D(2024, 6, 1))
+    alone = pl.concat(
+        synthetic_bars(symbol, "1d", D(2020, 1, 1), D(2024, 6, 1))
+        for symbol in ("AAPL", "BRK.B", "MSFT")
+    )
+
+    assert together.height == 3 * 1111
+    assert together.equals(alone)
+
+
 def test_fetch_bars_gives_identical_bars_in_a_fresh_process() -> None:
     script = (
         "import datetime as dt, hashlib\n"
