@@ -19,23 +19,29 @@ How the data is made, so its properties can be relied on:
   by the ratio and volumes scale up by it; on a dividend's ex-date the open gaps down by the
   amount (amounts are set once a year from the price, and rescaled by any split).
 - Daily bars come first, for every session at once and without any minute bar: open and
-  close from the path, the high and low drawn exactly as the extremes of a Brownian bridge
+  close from the path; the high and low drawn exactly as the extremes of a Brownian bridge
   from open to close with the session's intraday volatility (a session stream, also indexed
-  by weekday number), volume from the path's activity, trade count volume / (60..125) and
-  vwap inside the middle half of [low, high]. Prices are rounded to cents, vwap to 1e-4.
+  by weekday number); volume from the path's activity; trade count volume / (60..125).
+  The same draws place the session's intraday shape: when the minute path reaches its high
+  and its low (in the likelier order; the three legs open -> extreme -> extreme -> close
+  share the session's minutes in proportion to their squared lengths), and the vwap is
+  the volume profile's weighted mean of the straight path through those points. Prices are
+  rounded to cents, vwap to 1e-4.
 - Minute bars (one per regular-session minute: 390, fewer on early closes) are generated
   only when asked for, from a third stream whose block for a session is fixed by its
-  weekday number, and conditioned on the session's daily bar: a Brownian bridge from the
-  open to the close whose excursions are scaled to stay within [low, high], one minute
-  reaching each of them exactly. The day's volume is split over a noisy U-shaped profile
-  and its trade count in proportion to the minutes' volume, both by cumulative rounding
-  (exact sums; every minute trades at least one share in at least one trade). The
-  aggregate of a session's minute bars therefore IS its daily bar: first open, max high,
-  min low, last close, summed volume and trade count, exactly. Minute vwaps lie inside
-  their bar's [low, high]; the path and then the vwaps are pulled so that the
-  volume-weighted minute vwap meets the daily vwap (always within 0.1%, typically 1e-6).
-  5m, 15m and 1h bars are the 1m bars resampled with
-  `transforms.resample`.
+  weekday number, conditioned on the session's daily bar: Brownian bridges between the
+  open, the high, the low and the close at their places, reflected into [low, high], with
+  a minute volatility that follows the session's range; one minute's wick reaches the
+  daily high and one the daily low. The day's volume is split over a noisy U-shaped
+  profile and its trade count in proportion to the minutes' volume, both by cumulative
+  rounding (exact sums; every minute trades at least one share in at least one trade).
+  The aggregate of a session's minute bars therefore IS its daily bar: first open, max
+  high, min low, last close, summed volume and summed trade count, exactly. Minute vwaps
+  lie inside their bar's [low, high]; the path is shifted, then the vwaps moved within
+  their bars, so that the volume-weighted minute vwap meets the daily vwap (within 0.1%,
+  typically 1e-6; at prices of a few dollars a session's minute highs and lows may be
+  widened to the cents around the daily vwap to reach it). 5m, 15m and 1h bars are the 1m
+  bars resampled with `transforms.resample`.
 """
 
 from __future__ import annotations
@@ -74,13 +80,15 @@ REFERENCE_SESSION = dt.date(2024, 1, 2)  # the adjusted level equals the base pr
 LEVEL_BOUND = float(np.log(6.0))  # adjusted level stays within base / 6 .. base * 6
 OVERNIGHT_SHARE = 0.35  # overnight gap volatility as a share of daily volatility
 REGULAR_MINUTES = 390
-BLOCK_UINT64 = 976  # random words per session: 5 uniforms (32-bit) per minute x 390 minutes
-SESSION_UINT64 = 4  # random words per weekday of the daily-bar stream (8 uniforms, 4 used)
+BLOCK_UINT64 = 780  # random words per session: 4 uniforms (32-bit) per minute x 390 minutes
+SESSION_UINT64 = 4  # random words per weekday of the daily-bar stream: 8 uniforms
 SESSIONS_PER_CHUNK = 256
 TRADE_SIZE_RANGE = (60.0, 125.0)  # mean shares per trade of a session
-VWAP_MARGIN = 0.25  # the daily vwap keeps this share of the range away from high and low
 VWAP_TOLERANCE = 1e-5  # minute vwaps are pulled onto the daily vwap to this relative error
-PULL_RAMP_MINUTES = 10  # the minute path's pull onto the vwap fades in over this many minutes
+SHIFT_RAMP_MINUTES = 10  # the minute path's shift onto the vwap fades in over this many minutes
+SHIFT_ROUNDS = 4  # Newton rounds of that shift
+RANGE_PER_VOL = 1.3  # typical path range / (minute volatility x sqrt(minutes))
+CALM_RANGE = (0.4, 1.5)  # bounds of a session's minute volatility relative to the symbol's
 SPLIT_DATE_RANGE = (dt.date(1990, 6, 1), dt.date(2026, 6, 30))
 FORWARD_SPLIT_RATIOS = (2.0, 2.0, 2.0, 3.0, 1.5, 4.0)
 REVERSE_SPLIT_RATIO = 0.1
@@ -215,6 +223,10 @@ class SymbolHistory:
     volume: np.ndarray  # int64 raw shares
     trade_count: np.ndarray  # int64
     vwap: np.ndarray  # rounded to 1e-4
+    path_high: np.ndarray  # highest minute close; the wick of that minute reaches `high`
+    path_low: np.ndarray  # lowest minute close; the wick of that minute reaches `low`
+    high_at: np.ndarray  # int64 minutes after the open when the path is at path_high
+    low_at: np.ndarray  # int64 minutes after the open when the path is at path_low
     minute_vol: float  # log volatility of one minute
     splits: tuple[tuple[int, float], ...]  # (session index, ratio)
     dividends: tuple[tuple[int, float], ...]  # (session index, amount)
@@ -261,6 +273,7 @@ def _history(symbol: str, seed: int, exchange: str) -> SymbolHistory:
     raw_volume = shares * activity / split_factor * (table.minutes / REGULAR_MINUTES)
     volume = np.maximum(np.rint(raw_volume), table.minutes).astype(np.int64)
 
+    minute_vol = intraday_vol / np.sqrt(REGULAR_MINUTES)
     uniforms = _weekday_uniforms(_stream_key(symbol, seed, "session"), weekdays, SESSION_UINT64)
     top, bottom = np.maximum(open_, close), np.minimum(open_, close)
     body = np.abs(np.log(close / open_))
@@ -272,9 +285,13 @@ def _history(symbol: str, seed: int, exchange: str) -> SymbolHistory:
     smallest, largest = TRADE_SIZE_RANGE
     trade_size = smallest + (largest - smallest) * uniforms[:, 2]
     trade_count = np.clip(np.rint(volume / trade_size), table.minutes, volume).astype(np.int64)
-    span = high - low
-    typical = (open_ + high + low + close) / 4.0 + 0.2 * span * (uniforms[:, 3] - 0.5)
-    vwap = np.clip(typical, low + VWAP_MARGIN * span, high - VWAP_MARGIN * span)
+    # The minute path's extremes sit one minute wick inside the daily high and low.
+    path_high = high - np.minimum(high - top, top * minute_vol * -0.5 * np.log(uniforms[:, 3]))
+    path_low = low + np.minimum(bottom - low, bottom * minute_vol * -0.5 * np.log(uniforms[:, 4]))
+    high_at, low_at = _extreme_times(
+        open_, close, path_high, path_low, table.minutes, uniforms[:, 5:8]
+    )
+    vwap = _expected_vwap(open_, close, path_high, path_low, high_at, low_at, table.minutes)
     return SymbolHistory(
         open=open_,
         high=high,
@@ -283,10 +300,103 @@ def _history(symbol: str, seed: int, exchange: str) -> SymbolHistory:
         volume=volume,
         trade_count=trade_count,
         vwap=np.clip(np.round(vwap, 4), low, high),
-        minute_vol=intraday_vol / np.sqrt(REGULAR_MINUTES),
+        path_high=path_high,
+        path_low=path_low,
+        high_at=high_at,
+        low_at=low_at,
+        minute_vol=minute_vol,
         splits=tuple(split_rows),
         dividends=tuple(dividend_rows),
     )
+
+
+def _extreme_times(
+    open_: np.ndarray,
+    close: np.ndarray,
+    path_high: np.ndarray,
+    path_low: np.ndarray,
+    minutes: np.ndarray,
+    uniforms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """When each session's minute path reaches its high and its low (minutes after the open).
+
+    The path runs open -> first extreme -> second extreme -> close. The high comes first with
+    probability E_low_first / (E_high_first + E_low_first), E being the squared lengths of
+    the legs that differ between the two orders (a Brownian path takes the shorter way more
+    often), and the session's minutes are shared among the three legs in proportion to
+    their squared lengths (Brownian time scaling), the outer two jittered by x0.5..1.5.
+    """
+    high_first_energy = (path_high - open_) ** 2 + (close - path_low) ** 2
+    low_first_energy = (open_ - path_low) ** 2 + (path_high - close) ** 2
+    energy = high_first_energy + low_first_energy
+    high_first = uniforms[:, 0] * energy < low_first_energy
+    first = np.where(high_first, path_high, path_low)
+    second = np.where(high_first, path_low, path_high)
+    legs = np.stack(
+        [
+            (first - open_) ** 2 * (0.5 + uniforms[:, 1]),
+            (path_high - path_low) ** 2,
+            (close - second) ** 2 * (0.5 + uniforms[:, 2]),
+        ]
+    )
+    total = legs.sum(axis=0)
+    share = np.divide(legs, total, out=np.full_like(legs, 1.0 / 3.0), where=total > 0)
+    first_at = np.clip(np.rint(minutes * share[0]), 1, minutes - 2).astype(np.int64)
+    second_at = np.clip(np.rint(minutes * (share[0] + share[1])), first_at + 1, minutes - 1)
+    second_at = second_at.astype(np.int64)
+    return np.where(high_first, first_at, second_at), np.where(high_first, second_at, first_at)
+
+
+def _knots(
+    open_: np.ndarray,
+    close: np.ndarray,
+    path_high: np.ndarray,
+    path_low: np.ndarray,
+    high_at: np.ndarray,
+    low_at: np.ndarray,
+    minutes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times (sessions x 4, minutes after the open) and prices of each session's path knots:
+    open, first extreme, second extreme, close."""
+    high_first = high_at < low_at
+    times = np.stack(
+        [np.zeros_like(minutes), np.minimum(high_at, low_at), np.maximum(high_at, low_at), minutes],
+        axis=1,
+    )
+    prices = np.stack(
+        [
+            open_,
+            np.where(high_first, path_high, path_low),
+            np.where(high_first, path_low, path_high),
+            close,
+        ],
+        axis=1,
+    )
+    return times, prices
+
+
+def _expected_vwap(
+    open_: np.ndarray,
+    close: np.ndarray,
+    path_high: np.ndarray,
+    path_low: np.ndarray,
+    high_at: np.ndarray,
+    low_at: np.ndarray,
+    minutes: np.ndarray,
+) -> np.ndarray:
+    """The session vwap: its volume profile's weighted mean of the straight path through the
+    knots, each minute traded at its midpoint (the minute path's noise averages out)."""
+    times, prices = _knots(open_, close, path_high, path_low, high_at, low_at, minutes)
+    lengths, which = np.unique(minutes, return_inverse=True)
+    sums = np.stack([_profile_sums(int(length)) for length in lengths])  # (lengths, 2, 391)
+    vwap = np.zeros(len(minutes))
+    for leg in range(3):
+        start, end = times[:, leg], times[:, leg + 1]
+        weight = sums[which, 0, end] - sums[which, 0, start]
+        timed = sums[which, 1, end] - sums[which, 1, start] - start * weight
+        slope = (prices[:, leg + 1] - prices[:, leg]) / np.maximum(end - start, 1)
+        vwap += prices[:, leg] * weight + slope * timed
+    return vwap
 
 
 def _split_sessions(profile: SymbolProfile, days: np.ndarray) -> list[tuple[int, float]]:
@@ -402,6 +512,19 @@ def _volume_profile(minutes: int) -> np.ndarray:
     return shape
 
 
+@lru_cache(maxsize=16)
+def _profile_sums(minutes: int) -> np.ndarray:
+    """Running sums of the volume profile (row 0) and of profile x minute midpoint time
+    (row 1) before each time 0..390: the sums over minutes [a, b) are row[b] - row[a]."""
+    shares = _volume_profile(minutes)
+    midpoints = np.arange(REGULAR_MINUTES) + 0.5
+    sums = np.zeros((2, REGULAR_MINUTES + 1))
+    sums[0, 1:] = np.cumsum(shares)
+    sums[1, 1:] = np.cumsum(shares * midpoints)
+    sums.flags.writeable = False
+    return sums
+
+
 def _split_exactly(total: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Split each row's integer total over its columns in proportion to `weights`, exactly.
 
@@ -420,7 +543,6 @@ def _split_exactly(total: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _pull_towards_mean(
     values: np.ndarray,
     weights: np.ndarray,
-    freedom: np.ndarray | float,
     target: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
@@ -428,14 +550,13 @@ def _pull_towards_mean(
     """Move each row's values towards `high` or `low` so that their weighted mean reaches
     `target`.
 
-    A value moves the share kappa x `freedom` (both 0..1) of its way to the bound on the
-    target's side, with one kappa per row: a value between its low and high stays there, a
-    value with freedom 0 stays put. A target out of reach is approached as far as kappa = 1
-    allows.
+    Every value of a row moves the same share kappa (0..1) of its way to the bound on the
+    target's side, so a value between its low and high stays there. A target out of reach
+    is approached as far as kappa = 1 allows.
     """
     mean = (weights * values).sum(axis=1)
     gap = target - mean
-    pull = freedom * (np.where((gap > 0)[:, None], high, low) - values)
+    pull = np.where((gap > 0)[:, None], high, low) - values
     room = (weights * pull).sum(axis=1)
     kappa = np.clip(np.divide(gap, room, out=np.zeros_like(gap), where=room != 0), 0.0, 1.0)
     return values + kappa[:, None] * pull
@@ -447,12 +568,12 @@ def _minute_grid(
     """The minute bars of the sessions at `index` (ascending, one symbol), from their daily bars.
 
     The open, high, low, close, volume and trade count of the daily bar are reproduced
-    exactly by the minute bars' aggregate; the volume-weighted minute vwap is pulled onto the
-    daily vwap within each minute's [low, high].
+    exactly by the minute bars' aggregate; the volume-weighted minute vwap meets the daily
+    vwap (see `_shift_towards_mean` and `_minute_vwaps`).
     """
     uniforms = _weekday_uniforms(
         _stream_key(symbol, seed, "minute"), table.weekday_numbers[index], BLOCK_UINT64
-    )[:, : 5 * REGULAR_MINUTES].reshape(-1, 5, REGULAR_MINUTES)
+    ).reshape(-1, 4, REGULAR_MINUTES)
     rows = np.arange(len(index))
     minutes = table.minutes[index][:, None]
     column = np.arange(REGULAR_MINUTES)[None, :]
@@ -466,21 +587,21 @@ def _minute_grid(
 
     radius = np.sqrt(-2.0 * np.log(uniforms[:, 0]))
     angle = 2.0 * np.pi * uniforms[:, 1]
-    walk = np.cumsum(np.where(valid, radius * np.cos(angle), 0.0), axis=1)
-    elapsed = np.minimum((column + 1) / minutes, 1.0)
-    bridge = walk - elapsed * walk[:, -1:]
-    log_open, log_close = np.log(day_open), np.log(day_close)
-    path = np.where(  # ends exactly at the close, so the close is never an excursion
-        elapsed < 1.0,
-        np.exp(log_open + elapsed * (log_close - log_open) + sigma * bridge),
-        day_close,
+    ceiling, floor_ = history.path_high[index][:, None], history.path_low[index][:, None]
+    times, knots = _knots(
+        day_open[:, 0],
+        day_close[:, 0],
+        ceiling[:, 0],
+        floor_[:, 0],
+        history.high_at[index],
+        history.low_at[index],
+        minutes[:, 0],
     )
-
-    top, bottom = np.maximum(day_open, day_close), np.minimum(day_open, day_close)
-    extreme_wick = -0.5 * sigma * np.log(uniforms[:, 4, :2])  # the extreme minutes' wicks
-    ceiling = np.maximum(day_high - top * extreme_wick[:, :1], (day_high + top) / 2.0)
-    floor_ = np.minimum(day_low + bottom * extreme_wick[:, 1:], (day_low + bottom) / 2.0)
-    path = _scale_excursions(path, top, bottom, ceiling, floor_)
+    steps = np.where(valid, radius * np.cos(angle), 0.0)
+    calm = np.clip(
+        (ceiling - floor_) / (RANGE_PER_VOL * sigma * np.sqrt(minutes) * day_open), *CALM_RANGE
+    )
+    path = _minute_path(steps, times, knots, sigma * calm * day_open, floor_, ceiling)
 
     lengths, which = np.unique(table.minutes[index], return_inverse=True)
     profile = np.stack([_volume_profile(int(length)) for length in lengths])[which]
@@ -489,14 +610,11 @@ def _minute_grid(
     volume = np.where(valid, 1 + spread, 0)
     volume_share = volume / day_volume[:, None]
 
-    distance = np.minimum(column + 1, minutes - 1 - column)  # from the open and the close
-    for extreme in (
-        np.where(valid, path, -np.inf).argmax(axis=1),
-        np.where(valid, path, np.inf).argmin(axis=1),
-    ):
-        distance = np.minimum(distance, np.abs(column - extreme[:, None]))
-    fade = np.clip(distance / PULL_RAMP_MINUTES, 0.0, 1.0)
-    path = _pull_towards_mean(path, volume_share, fade, day_vwap[:, 0], day_high, day_low)
+    distance = np.abs(column + 1 - times[:, :1])
+    for knot in range(1, 4):
+        distance = np.minimum(distance, np.abs(column + 1 - times[:, knot : knot + 1]))
+    fade = np.clip(distance / SHIFT_RAMP_MINUTES, 0.0, 1.0)
+    path = _shift_towards_mean(path, volume_share, fade, day_vwap[:, 0], floor_, ceiling)
 
     close = _cents(path)
     open_ = np.concatenate([day_open, close[:, :-1]], axis=1)
@@ -569,39 +687,78 @@ def _minute_vwaps(
     """
     day_vwap, day_high, day_low = day  # (sessions, 1) each
     target = day_vwap[:, 0]
-    vwap = _pull_towards_mean(
-        (open_ + high + low + close) / 4.0, volume_share, 1.0, target, high, low
-    )
+    vwap = _pull_towards_mean((open_ + high + low + close) / 4.0, volume_share, target, high, low)
     missed = np.abs((volume_share * vwap).sum(axis=1) - target) > VWAP_TOLERANCE * target
     if missed.any():
         widen = missed[:, None] & valid
         cents = np.round(day_vwap * 100.0, 6)
         high = np.where(widen, np.minimum(np.maximum(high, np.ceil(cents) / 100.0), day_high), high)
         low = np.where(widen, np.maximum(np.minimum(low, np.floor(cents) / 100.0), day_low), low)
-        vwap = _pull_towards_mean(vwap, volume_share, 1.0, target, high, low)
+        vwap = _pull_towards_mean(vwap, volume_share, target, high, low)
     return high, low, np.clip(np.round(vwap, 4), low, high)
 
 
-def _scale_excursions(
-    path: np.ndarray,
-    top: np.ndarray,
-    bottom: np.ndarray,
-    ceiling: np.ndarray,
+def _minute_path(
+    steps: np.ndarray,
+    times: np.ndarray,
+    knots: np.ndarray,
+    noise: np.ndarray,
     floor_: np.ndarray,
+    ceiling: np.ndarray,
 ) -> np.ndarray:
-    """Rescale each row's excursions above `top` to peak at `ceiling`, below `bottom` to
-    trough at `floor_`; values between bottom and top are unchanged."""
-    peak = path.max(axis=1, keepdims=True)
-    trough = path.min(axis=1, keepdims=True)
-    up = np.divide(ceiling - top, peak - top, out=np.zeros_like(peak), where=peak > top)
-    down = np.divide(
-        bottom - floor_, bottom - trough, out=np.zeros_like(trough), where=trough < bottom
-    )
-    return np.where(
-        path > top,
-        top + (path - top) * up,
-        np.where(path < bottom, bottom - (bottom - path) * down, path),
-    )
+    """Unrounded close of every minute: Brownian bridges between the knots, folded into
+    [floor_, ceiling].
+
+    `steps` are each minute's standard normal step (0 after the session's end), `times`
+    and `knots` the knots' minutes after the open and prices, `noise` the price volatility
+    of one minute per session. Folding (reflecting at the bounds) keeps the path's texture
+    where a cap would flatten it. Every knot is met exactly.
+    """
+    walk = np.concatenate([np.zeros((len(steps), 1)), np.cumsum(steps, axis=1)], axis=1)
+    time = np.arange(1, REGULAR_MINUTES + 1)[None, :]
+    leg = (time > times[:, 1:2]).astype(np.int64) + (time > times[:, 2:3])
+    start_at, end_at = (np.take_along_axis(times, leg + k, axis=1) for k in (0, 1))
+    start, end = (np.take_along_axis(knots, leg + k, axis=1) for k in (0, 1))
+    start_walk = np.take_along_axis(walk, start_at, axis=1)
+    end_walk = np.take_along_axis(walk, end_at, axis=1)
+    elapsed = (time - start_at) / (end_at - start_at)
+    bridge = walk[:, 1:] - start_walk - elapsed * (end_walk - start_walk)
+    path = _fold(start + elapsed * (end - start) + noise * bridge, floor_, ceiling)
+    return np.where(time >= times[:, 3:], knots[:, 3:], path)
+
+
+def _fold(values: np.ndarray, floor_: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
+    """Reflect values at `floor_` and `ceiling` (repeatedly) until they lie between them."""
+    width = ceiling - floor_
+    span = np.where(width > 0, width, 1.0)
+    folded = np.mod(values - floor_, 2.0 * span)
+    folded = floor_ + np.where(folded > span, 2.0 * span - folded, folded)
+    return np.where(width > 0, folded, floor_)
+
+
+def _shift_towards_mean(
+    values: np.ndarray,
+    weights: np.ndarray,
+    freedom: np.ndarray,
+    target: np.ndarray,
+    floor_: np.ndarray,
+    ceiling: np.ndarray,
+) -> np.ndarray:
+    """Shift each row's values by one amount (times `freedom`, 0..1) so that their weighted
+    mean approaches `target`, folding them back into [floor_, ceiling].
+
+    A shift keeps the path's texture (a pull towards a bound would flatten it). A few
+    Newton rounds, ignoring the fold in the slope, leave a residual well inside a cent on
+    the sessions it touches; `_minute_vwaps` settles the rest.
+    """
+    slope = (weights * freedom).sum(axis=1)
+    shift = np.zeros(len(values))
+    moved = values
+    for _ in range(SHIFT_ROUNDS):
+        gap = target - (weights * moved).sum(axis=1)
+        shift += np.divide(gap, slope, out=np.zeros_like(gap), where=slope > 0)
+        moved = _fold(values + shift[:, None] * freedom, floor_, ceiling)
+    return moved
 
 
 def _minute_frame(symbol: str, grid: MinuteGrid) -> pl.DataFrame:
