@@ -161,13 +161,17 @@ def _profile(symbol: str, seed: int) -> SymbolProfile:
 
 @dataclass(frozen=True)
 class SessionTable:
-    """Every calendar session as numpy arrays: date, year, weekday number, UTC open, minutes."""
+    """Every calendar session as numpy arrays (date, year, weekday number, UTC open, minutes),
+    and the volume profile of each session length."""
 
     days: np.ndarray  # datetime64[D]
     years: np.ndarray  # int64 calendar year
     weekday_numbers: np.ndarray  # int64
     open_us: np.ndarray  # int64 microseconds since the epoch, UTC
     minutes: np.ndarray  # int64 regular-session minutes
+    length_row: np.ndarray  # int64 row of `profiles` and `profile_sums` for the session
+    profiles: np.ndarray  # volume profile (share of volume per minute) of each length
+    profile_sums: np.ndarray  # `_profile_sums` of each length
 
 
 @lru_cache(maxsize=8)
@@ -176,12 +180,18 @@ def _session_table(exchange: str) -> SessionTable:
     days = schedule.get_column("session").to_numpy().astype("datetime64[D]")
     open_us = schedule.get_column("session_open").dt.epoch("us").to_numpy()
     close_us = schedule.get_column("session_close").dt.epoch("us").to_numpy()
+    minutes = (close_us - open_us) // 60_000_000
+    lengths, length_row = np.unique(minutes, return_inverse=True)
+    profiles = np.stack([_volume_profile(int(length)) for length in lengths])
     return SessionTable(
         days=days,
         years=days.astype("datetime64[Y]").astype(np.int64) + 1970,
         weekday_numbers=_weekday_numbers(days),
         open_us=open_us,
-        minutes=(close_us - open_us) // 60_000_000,
+        minutes=minutes,
+        length_row=length_row.astype(np.int64),
+        profiles=profiles,
+        profile_sums=np.stack([_profile_sums(profile) for profile in profiles]),
     )
 
 
@@ -291,7 +301,7 @@ def _history(symbol: str, seed: int, exchange: str) -> SymbolHistory:
     high_at, low_at = _extreme_times(
         open_, close, path_high, path_low, table.minutes, uniforms[:, 5:8]
     )
-    vwap = _expected_vwap(open_, close, path_high, path_low, high_at, low_at, table.minutes)
+    vwap = _expected_vwap(open_, close, path_high, path_low, high_at, low_at, table)
     return SymbolHistory(
         open=open_,
         high=high,
@@ -382,14 +392,13 @@ def _expected_vwap(
     path_low: np.ndarray,
     high_at: np.ndarray,
     low_at: np.ndarray,
-    minutes: np.ndarray,
+    table: SessionTable,
 ) -> np.ndarray:
     """The session vwap: its volume profile's weighted mean of the straight path through the
     knots, each minute traded at its midpoint (the minute path's noise averages out)."""
-    times, prices = _knots(open_, close, path_high, path_low, high_at, low_at, minutes)
-    lengths, which = np.unique(minutes, return_inverse=True)
-    sums = np.stack([_profile_sums(int(length)) for length in lengths])  # (lengths, 2, 391)
-    vwap = np.zeros(len(minutes))
+    times, prices = _knots(open_, close, path_high, path_low, high_at, low_at, table.minutes)
+    which, sums = table.length_row, table.profile_sums
+    vwap = np.zeros(len(table.minutes))
     for leg in range(3):
         start, end = times[:, leg], times[:, leg + 1]
         weight = sums[which, 0, end] - sums[which, 0, start]
@@ -495,7 +504,6 @@ class MinuteGrid:
     valid: np.ndarray
 
 
-@lru_cache(maxsize=16)
 def _volume_profile(minutes: int) -> np.ndarray:
     """Share of a session's volume traded in each minute: U-shaped, spikes at open and close."""
     column = np.arange(REGULAR_MINUTES)
@@ -507,21 +515,16 @@ def _volume_profile(minutes: int) -> np.ndarray:
         + 2.5 * np.exp(-(minutes - 1 - column) / 4.0)
     )
     shape[minutes:] = 0.0
-    shape /= shape.sum()
-    shape.flags.writeable = False
-    return shape
+    return shape / shape.sum()
 
 
-@lru_cache(maxsize=16)
-def _profile_sums(minutes: int) -> np.ndarray:
-    """Running sums of the volume profile (row 0) and of profile x minute midpoint time
-    (row 1) before each time 0..390: the sums over minutes [a, b) are row[b] - row[a]."""
-    shares = _volume_profile(minutes)
+def _profile_sums(shares: np.ndarray) -> np.ndarray:
+    """Running sums of a volume profile (row 0) and of profile x minute midpoint time (row 1)
+    before each time 0..390: the sums over minutes [a, b) are row[b] - row[a]."""
     midpoints = np.arange(REGULAR_MINUTES) + 0.5
     sums = np.zeros((2, REGULAR_MINUTES + 1))
     sums[0, 1:] = np.cumsum(shares)
     sums[1, 1:] = np.cumsum(shares * midpoints)
-    sums.flags.writeable = False
     return sums
 
 
@@ -603,8 +606,7 @@ def _minute_grid(
     )
     path = _minute_path(steps, times, knots, sigma * calm * day_open, floor_, ceiling)
 
-    lengths, which = np.unique(table.minutes[index], return_inverse=True)
-    profile = np.stack([_volume_profile(int(length)) for length in lengths])[which]
+    profile = table.profiles[table.length_row[index]]
     noise = np.exp(0.35 * radius * np.sin(angle) - 0.35**2 / 2)
     spread = _split_exactly(day_volume - minutes[:, 0], np.where(valid, profile * noise, 0.0))
     volume = np.where(valid, 1 + spread, 0)
