@@ -15,7 +15,9 @@ first), so their ratio holds on a busy machine. Minute-first costs ~100x more, s
 the first `--baseline-symbols` symbols only and the speedup compares seconds per symbol
 (daily-first is also shown for those same symbols). The S&P 500 row is measured, not
 extrapolated: one `SyntheticProvider.fetch_bars` request for 503 symbols over the same
-sessions, the call a full daily history backfill makes. The last line is machine-readable:
+sessions, the call a full daily history backfill makes. (This replaces the timing assertion
+that test_synthetic.py used to make on twenty years of one symbol.) The last line is
+machine-readable:
 
     RESULT daily_speedup=<minute-first s per symbol / daily-first s per symbol>
         sp500_daily_history_s=<seconds for 503 symbols>
