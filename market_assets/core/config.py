@@ -12,10 +12,11 @@ import datetime as dt
 import os
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from market_assets.core.calendar import known_calendar
 from market_assets.core.errors import ConfigError
 from market_assets.core.symbols import validate_symbol
+
+if TYPE_CHECKING:
+    from market_assets.core.reference.pit import MemberWindows
 
 ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 SECRET_WORDS = ("key", "secret", "password", "token")
@@ -32,13 +36,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class UniverseConfig(_Strict):
-    """A named ticker list. `partitioning: bucket` groups symbols into stable hash buckets."""
+INDEX_UNIVERSE_BUCKETS = 16
+"""Default buckets of an `index:` universe (the S&P 500 has held ~1,200 tickers since 1996)."""
+INDEX_NAME = re.compile(r"^[A-Z0-9_]{1,32}$")
 
-    symbols: list[str] = Field(min_length=1)
+
+class UniverseConfig(_Strict):
+    """A named ticker list, or an index's members as of each session (`index: SP500`).
+
+    `partitioning: bucket` groups symbols into stable hash buckets; an `index:` universe is
+    bucketed by default (`buckets: 16`), and its backfills fetch each member only over its
+    membership intervals plus `lookback_sessions` (market_assets.core.reference.pit).
+    """
+
+    symbols: list[str] = Field(default_factory=list)
+    index: str | None = None
+    lookback_sessions: int = Field(default=0, ge=0, le=5000)
     description: str = ""
     partitioning: Literal["symbol", "bucket"] = "symbol"
     buckets: int | None = Field(default=None, ge=1, le=4096)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _index_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("index") and "partitioning" not in data:
+            return {
+                **data,
+                "partitioning": "bucket",
+                "buckets": data.get("buckets") or INDEX_UNIVERSE_BUCKETS,
+            }
+        return data
 
     @field_validator("symbols")
     @classmethod
@@ -52,6 +79,12 @@ class UniverseConfig(_Strict):
 
     @model_validator(mode="after")
     def _buckets_match_mode(self) -> UniverseConfig:
+        if bool(self.symbols) == bool(self.index):
+            raise ValueError("give exactly one of `symbols: [...]` or `index: NAME` (e.g. SP500)")
+        if self.index is not None and not INDEX_NAME.fullmatch(self.index):
+            raise ValueError(f"index {self.index!r}: use 1-32 characters from A-Z, 0-9 and _")
+        if self.lookback_sessions and not self.index:
+            raise ValueError("`lookback_sessions` only applies to an `index:` universe")
         if self.partitioning == "bucket" and not self.buckets:
             raise ValueError("partitioning: bucket needs `buckets: N`")
         if self.partitioning == "symbol" and self.buckets:
@@ -278,16 +311,27 @@ class AppConfig:
 
     @cached_property
     def symbol_partitions(self) -> SymbolPartitions:
-        return SymbolPartitions(self.universes)
+        return SymbolPartitions(self.universes, self.index_members)
+
+    def index_members(self, index: str, lookback_sessions: int) -> MemberWindows:
+        """Fetch windows of an index's members from the lake's index_membership table
+        (empty until index_constituents and index_membership are materialized)."""
+        from market_assets.core.reference.universe import load_member_windows
+
+        return load_member_windows(self, index, lookback_sessions)
 
     def universe_symbols(self, name: str) -> list[str]:
+        """A universe's tickers; for an `index:` universe every ticker it ever held."""
         try:
-            return list(self.universes[name].symbols)
+            universe = self.universes[name]
         except KeyError:
             raise ConfigError(
                 f"{self.config_dir / 'universes.yaml'}: unknown universe {name!r}; "
                 f"known: {sorted(self.universes)}"
             ) from None
+        if universe.index:
+            return self.index_members(universe.index, universe.lookback_sessions).symbols
+        return list(universe.symbols)
 
     def dataset(self, name: str) -> DatasetConfig:
         try:
@@ -340,10 +384,27 @@ class SymbolPartitions:
     modes changes config, not assets.
     """
 
-    def __init__(self, universes: dict[str, UniverseConfig]) -> None:
+    def __init__(
+        self,
+        universes: dict[str, UniverseConfig],
+        index_members: Callable[[str, int], MemberWindows] | None = None,
+    ) -> None:
         self._buckets: dict[str, list[str]] = {}
         self._keys: list[str] = []
+        self._fixed: set[str] = set()  # symbols of fixed lists: every session
+        self._index_universes: dict[str, UniverseConfig] = {}
+        self._index_members = index_members
+        self._windows: dict[str, MemberWindows] = {}
+        self._pit_buckets: dict[str, list[str]] | None = None
         for name, universe in universes.items():
+            if universe.index:
+                self._index_universes[name] = universe
+                if universe.partitioning == "bucket":
+                    self._keys.extend(bucket_key(name, i) for i in range(universe.buckets or 1))
+                else:
+                    self._keys.extend(s for s in self._members(name).symbols if s not in self._keys)
+                continue
+            self._fixed.update(universe.symbols)
             if universe.partitioning == "symbol":
                 self._keys.extend(s for s in universe.symbols if s not in self._keys)
                 continue
@@ -358,12 +419,71 @@ class SymbolPartitions:
     def keys(self) -> list[str]:
         return list(self._keys)
 
-    def symbols_for_key(self, key: str) -> list[str]:
+    def _members(self, universe: str) -> MemberWindows:
+        """Fetch windows of an `index:` universe's members, loaded once."""
+        if universe not in self._windows:
+            config = self._index_universes[universe]
+            if self._index_members is None:
+                from market_assets.core.reference.pit import MemberWindows
+
+                self._windows[universe] = MemberWindows([])
+            else:
+                self._windows[universe] = self._index_members(
+                    config.index or "", config.lookback_sessions
+                )
+        return self._windows[universe]
+
+    def _index_buckets(self) -> dict[str, list[str]]:
+        """Every symbol an `index:` universe ever held, by its bucket key."""
+        if self._pit_buckets is None:
+            self._pit_buckets = {}
+            for name, universe in self._index_universes.items():
+                if universe.partitioning != "bucket":
+                    continue
+                count = universe.buckets or 1
+                buckets = {bucket_key(name, i): [] for i in range(count)}
+                for symbol in self._members(name).symbols:
+                    buckets[bucket_key(name, bucket_of(symbol, count))].append(symbol)
+                self._pit_buckets.update(buckets)
+        return self._pit_buckets
+
+    def _index_member_on(self, symbol: str, session: dt.date, universes: list[str]) -> bool:
+        return any(self._members(name).covers(symbol, session) for name in universes)
+
+    def symbols_for_key(self, key: str, session: dt.date | None = None) -> list[str]:
+        """The symbols a partition key holds; on `session` when given.
+
+        A key of an `index:` universe holds, on a session, only the members whose fetch
+        window covers it (membership plus lookback), so ranged runs of such a universe fetch
+        point-in-time members only. Without `session`, every symbol it ever held.
+        """
         if key in self._buckets:
             return list(self._buckets[key])
+        universe = key.partition(BUCKET_SEPARATOR)[0]
+        if BUCKET_SEPARATOR in key and universe in self._index_universes:
+            members = self._index_buckets().get(key)
+            if members is None:
+                raise ConfigError(f"symbol partition {key!r} is a bucket no universe defines")
+            if session is None:
+                return list(members)
+            return [s for s in members if self._members(universe).covers(s, session)]
         if BUCKET_SEPARATOR in key:
             raise ConfigError(f"symbol partition {key!r} is a bucket no universe defines")
-        return [validate_symbol(key)]
+        symbol = validate_symbol(key)
+        by_symbol = [n for n, u in self._index_universes.items() if u.partitioning == "symbol"]
+        if session is None or symbol in self._fixed or not by_symbol:
+            return [symbol]
+        return [symbol] if self._index_member_on(symbol, session, by_symbol) else []
+
+    def keys_for_universe(self, name: str, symbols: list[str]) -> list[str]:
+        """The partition keys of universe `name` (whose tickers are `symbols`): an `index:`
+        universe's own bucket keys (or member keys), else `keys_for_symbols(symbols)`."""
+        universe = self._index_universes.get(name)
+        if universe is None:
+            return self.keys_for_symbols(symbols)
+        if universe.partitioning == "bucket":
+            return [bucket_key(name, i) for i in range(universe.buckets or 1)]
+        return list(self._members(name).symbols)
 
     def keys_for_symbols(self, symbols: list[str]) -> list[str]:
         """The partition keys that hold `symbols` (their own key, or their bucket's)."""

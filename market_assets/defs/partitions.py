@@ -101,12 +101,13 @@ def split_partition_key(key: str) -> tuple[dt.date, str]:
 def resolve_partition_keys(
     keys: Iterable[str], symbol_partitions: SymbolPartitions
 ) -> PartitionRectangle:
-    """Expand partition keys to (symbol, session) pairs; bucket keys expand to their members."""
+    """Expand partition keys to (symbol, session) pairs; bucket keys expand to their members
+    (an `index:` universe's keys: the members of that session, core.reference.pit)."""
     pairs: dict[tuple[str, dt.date], None] = {}
     by_key: list[tuple[str, tuple[tuple[str, dt.date], ...]]] = []
     for key in keys:
         session, symbol_key = split_partition_key(key)
-        symbols = symbol_partitions.symbols_for_key(symbol_key)
+        symbols = symbol_partitions.symbols_for_key(symbol_key, session)
         members = tuple((symbol, session) for symbol in symbols)
         by_key.append((str(key), members))
         for pair in members:

@@ -174,7 +174,7 @@ def _members(
     for key in keys:
         session, symbol_key = split_partition_key(key)
         members[str(key)] = [
-            (symbol, session) for symbol in symbol_partitions.symbols_for_key(symbol_key)
+            (symbol, session) for symbol in symbol_partitions.symbols_for_key(symbol_key, session)
         ]
     return members
 
