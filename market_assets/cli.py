@@ -316,6 +316,7 @@ def ingest(
     _prepare_environment(dagster_home, data_dir, config_dir)
     from dagster import DagsterInstance
 
+    from market_assets.cli_reference import check_snapshot_sources, snapshot_datasets_only
     from market_assets.core.calendar import get_calendar
     from market_assets.core.config import AppConfig
     from market_assets.core.errors import MarketAssetsError
@@ -327,10 +328,18 @@ def ingest(
     from market_assets.defs.selection import plan_steps
 
     first, stop = _parse_date(start, "--start"), _parse_date(end, "--end")
+    try:
+        config = AppConfig.load()
+        if snapshot_datasets_only(config, dataset):
+            check_snapshot_sources(config, dataset, provider, files)
+    except MarketAssetsError as exc:
+        _fail(str(exc))
+    if snapshot_datasets_only(config, dataset):
+        _ingest_snapshots(config, list(dataset), first, stop, provider, files)
+        return
     if bool(universe) == bool(symbols):
         _fail("give exactly one of --universe or --symbols")
     try:
-        config = AppConfig.load()
         wanted = (
             config.universe_symbols(universe)
             if universe
@@ -370,7 +379,11 @@ def ingest(
     for plan in plans.values():
         for note in plan.notes:
             _note(note)
-    keys = config.symbol_partitions.keys_for_symbols(wanted)
+    keys = (
+        config.symbol_partitions.keys_for_universe(universe, wanted)
+        if universe
+        else config.symbol_partitions.keys_for_symbols(wanted)
+    )
     tags = {"trigger": "market-assets ingest"}
     if provider:
         tags[PROVIDER_TAG] = provider
@@ -537,6 +550,67 @@ def _emit(frame, format: str, out: Path | None, title: str = "") -> None:  # noq
         console.print(f"wrote {len(frame):,} rows to {out}")
     else:
         _fail(f"--format {format!r} must be table, csv or parquet")
+
+
+def _ingest_snapshots(  # noqa: ANN001 - config: AppConfig, imported lazily
+    config, datasets: list[str], first: dt.date, stop: dt.date, provider, files
+) -> None:
+    """`ingest` of reference / index_constituents: session runs, then the derived tables."""
+    from market_assets.cli_reference import ingest_snapshots
+    from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
+
+    tags = {"trigger": "market-assets ingest"}
+    if provider:
+        tags[PROVIDER_TAG] = provider
+    if files is not None:
+        tags[FILES_DIR_TAG] = str(files.resolve())
+    with _progress() as progress:
+
+        def on_run(name: str):  # noqa: ANN202
+            task = progress.add_task(name, total=None)
+            return lambda done, total: progress.update(task, completed=done, total=total)
+
+        summary = ingest_snapshots(config, datasets, first, stop, tags, on_run)
+    _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})", list(config.datasets))
+    console.print(
+        f"Dagster runs {summary.wall_seconds:.1f} s: our code {summary.our_seconds:.1f} s, "
+        f"Dagster bookkeeping {summary.dagster_seconds:.1f} s"
+    )
+    if summary.failed_runs:
+        _fail(f"{len(summary.failed_runs)} run(s) failed: {summary.failed_runs}")
+
+
+@app.command()
+def constituents(
+    index: Annotated[str, typer.Argument(help="Index, e.g. SP500.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Date (YYYY-MM-DD): members that day.")],
+    format: Annotated[str, typer.Option(help="table or csv.")] = "table",  # noqa: A002
+    data_dir: DataDir = None,
+) -> None:
+    """Members of an index on a date, point in time (from the stored snapshots)."""
+    from market_assets.core.errors import MarketAssetsError
+    from market_assets.query import MarketData
+
+    day = _parse_date(as_of, "--as-of")
+    try:
+        frame = MarketData(root=data_dir).constituents(index, day)
+    except (MarketAssetsError, ValueError) as exc:
+        _fail(str(exc))
+    if format == "csv":
+        frame.write_csv(sys.stdout)
+        return
+    if format != "table":
+        _fail(f"--format {format!r} must be table or csv")
+    from market_assets.cli_output import fitted_tables, print_tables
+
+    shown = ("symbol", "name", "cik", "security_id", "member_since")
+    rows = [tuple(row[c] for c in shown) for row in frame.iter_rows(named=True)]
+    print_tables(console, fitted_tables(f"{index} as of {day}", shown, rows, console.width))
+    sessions = frame["snapshot_session"].unique().to_list()
+    console.print(
+        f"{frame.height} members"
+        + (f" (snapshot of {sessions[0]})" if sessions else ": no snapshot on or before that date")
+    )
 
 
 FUNDAMENTAL_QUERIES = ("fundamentals", "fundamental_ratios")

@@ -8,12 +8,14 @@ from market_assets.core.config import AppConfig
 from market_assets.defs.adjustments import build_adjustment_definitions
 from market_assets.defs.assets.bars import IO_MANAGER_KEY, build_bar_assets
 from market_assets.defs.assets.options import OPTIONS_KIND, build_options_definitions
+from market_assets.defs.assets.reference import SNAPSHOT_KINDS as SESSION_KINDS
 from market_assets.defs.assets.ticks import TICK_KIND, build_tick_definitions
 from market_assets.defs.automation.schedules import build_after_close_schedule
 from market_assets.defs.automation.sensors import build_universe_sensor
 from market_assets.defs.checks.definitions import build_quality_definitions
 from market_assets.defs.fundamentals import SELF_SCHEDULED_KINDS, build_fundamentals_definitions
 from market_assets.defs.io_managers import BarsIOManager
+from market_assets.defs.reference import build_reference_definitions
 from market_assets.defs.resources import PlatformResource
 
 
@@ -47,6 +49,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
         name: AssetKey(name)
         for name, ds in config.datasets.items()
         if not ds.derived_from and ds.kind != TICK_KIND  # ticks cost money: run on request only
+        and ds.kind not in SESSION_KINDS  # session-only: their own nightly schedules
     }
     schedules = [
         build_after_close_schedule(
@@ -78,6 +81,7 @@ def build_definitions(config: AppConfig | None = None) -> Definitions:
         build_quality_definitions(bar_assets),
         build_fundamentals_definitions(config, platform),
         build_options_definitions(config, platform),
+        build_reference_definitions(config, platform),
     )
 
 

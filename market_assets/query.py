@@ -65,6 +65,13 @@ def to_utc(value: TimeBound, *, name: str) -> dt.datetime:
     raise TypeError(f"{name} must be a date, datetime or ISO string, not {type(value).__name__}")
 
 
+def _date(value: TimeBound, name: str) -> dt.date:
+    """A date from a date, a datetime (its UTC date) or an ISO string."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    return to_utc(value, name=name).date()
+
+
 class MarketData:
     """Read canonical bars from the Parquet lake (default) or TimescaleDB/PostgreSQL."""
 
@@ -127,6 +134,7 @@ class MarketData:
         store: Literal["lake", "timescale"] = "lake",
         adjusted: bool = False,
         as_of: TimeBound | None = None,
+        follow_renames: bool = False,
     ) -> pl.DataFrame:
         """Bars with ts in [start, end), sorted by (symbol, ts), in the canonical schema.
 
@@ -134,7 +142,25 @@ class MarketData:
         (any granularity: intraday bars take the factors of their session), computed from the
         stored corporate actions known at `as_of` (default: all), so history can be seen as it
         looked on a past day. Without stored actions the factors are 1.
+
+        `follow_renames=True` returns one continuous history per requested symbol across its
+        security's ticker changes (ticker_history): `bars("META", ..., follow_renames=True)`
+        reads FB before 2022-06-09 and META from then on; `symbol` is the requested symbol,
+        `ticker` the row's own ticker and `security_id` the security.
         """
+        if follow_renames:
+            from market_assets.core.reference.query import bars_following_renames
+
+            lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
+            return bars_following_renames(
+                self._reference,
+                lambda ticker, lower, upper: self.bars(
+                    ticker, lower, upper, granularity, columns, store, adjusted, as_of
+                ),
+                validate_symbols([symbols] if isinstance(symbols, str) else symbols),
+                lo,
+                hi,
+            )
         if adjusted:
             return self._adjusted_bars(symbols, start, end, granularity, columns, store, as_of)
         if granularity not in GRANULARITIES:
@@ -371,6 +397,45 @@ class MarketData:
 
         lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
         return option_history(self._lake, contract, lo, hi)
+    @property
+    def _reference(self):  # noqa: ANN202 - ReferenceStore, imported lazily
+        from market_assets.core.reference.store import ReferenceStore
+
+        return ReferenceStore(self._lake.store)
+
+    def constituents(self, index: str, as_of: TimeBound) -> pl.DataFrame:
+        """Members of `index` (e.g. "SP500") on `as_of`, one row per member, point in time.
+
+        The answer is the stored snapshot of the latest session on or before `as_of`
+        (`snapshot_session`), with name, CIK, weight (holdings sources), `security_id` and
+        `member_since` (from index_membership); nothing after `as_of` is used.
+        """
+        from market_assets.core.reference import query as reference
+
+        return reference.constituents(self._reference, index, _date(as_of, "as_of"))
+
+    def constituent_history(self, index: str, start: TimeBound, end: TimeBound) -> pl.DataFrame:
+        """Membership intervals of `index` overlapping [start, end): index, symbol,
+        security_id, cik, start (inclusive), end (exclusive; null while a member at `end`)."""
+        from market_assets.core.reference import query as reference
+
+        return reference.constituent_history(
+            self._reference, index, _date(start, "start"), _date(end, "end")
+        )
+
+    def symbols(self, as_of: TimeBound, include_test_issues: bool = False) -> pl.DataFrame:
+        """Every listed ticker on `as_of` (reference snapshot of the latest session on or
+        before it): symbol, cik, name, exchange, asset_type, ETF flag, financial status."""
+        from market_assets.core.reference import query as reference
+
+        return reference.symbols(self._reference, _date(as_of, "as_of"), include_test_issues)
+
+    def ticker_history(self, symbol: str) -> pl.DataFrame:
+        """Every ticker of the security (or securities) that used `symbol`, with valid_from,
+        valid_to (exclusive) and how each interval began and ended (ticker_history)."""
+        from market_assets.core.reference import query as reference
+
+        return reference.ticker_history(self._reference, validate_symbols([symbol])[0])
 
     def export(
         self,

@@ -402,7 +402,8 @@ class SymbolPartitions:
                 if universe.partitioning == "bucket":
                     self._keys.extend(bucket_key(name, i) for i in range(universe.buckets or 1))
                 else:
-                    self._keys.extend(s for s in self._members(name).symbols if s not in self._keys)
+                    members = self.members_of(name).symbols
+                    self._keys.extend(s for s in members if s not in self._keys)
                 continue
             self._fixed.update(universe.symbols)
             if universe.partitioning == "symbol":
@@ -419,7 +420,17 @@ class SymbolPartitions:
     def keys(self) -> list[str]:
         return list(self._keys)
 
-    def _members(self, universe: str) -> MemberWindows:
+    def index_universe_of(self, key: str) -> str | None:
+        """The `index:` universe a partition key belongs to, or None."""
+        universe = key.partition(BUCKET_SEPARATOR)[0]
+        if BUCKET_SEPARATOR in key and universe in self._index_universes:
+            return universe
+        for name, config in self._index_universes.items():
+            if config.partitioning == "symbol" and key in self.members_of(name).symbols:
+                return name if key not in self._fixed else None
+        return None
+
+    def members_of(self, universe: str) -> MemberWindows:
         """Fetch windows of an `index:` universe's members, loaded once."""
         if universe not in self._windows:
             config = self._index_universes[universe]
@@ -442,13 +453,13 @@ class SymbolPartitions:
                     continue
                 count = universe.buckets or 1
                 buckets = {bucket_key(name, i): [] for i in range(count)}
-                for symbol in self._members(name).symbols:
+                for symbol in self.members_of(name).symbols:
                     buckets[bucket_key(name, bucket_of(symbol, count))].append(symbol)
                 self._pit_buckets.update(buckets)
         return self._pit_buckets
 
     def _index_member_on(self, symbol: str, session: dt.date, universes: list[str]) -> bool:
-        return any(self._members(name).covers(symbol, session) for name in universes)
+        return any(self.members_of(name).covers(symbol, session) for name in universes)
 
     def symbols_for_key(self, key: str, session: dt.date | None = None) -> list[str]:
         """The symbols a partition key holds; on `session` when given.
@@ -466,7 +477,7 @@ class SymbolPartitions:
                 raise ConfigError(f"symbol partition {key!r} is a bucket no universe defines")
             if session is None:
                 return list(members)
-            return [s for s in members if self._members(universe).covers(s, session)]
+            return [s for s in members if self.members_of(universe).covers(s, session)]
         if BUCKET_SEPARATOR in key:
             raise ConfigError(f"symbol partition {key!r} is a bucket no universe defines")
         symbol = validate_symbol(key)
@@ -483,7 +494,7 @@ class SymbolPartitions:
             return self.keys_for_symbols(symbols)
         if universe.partitioning == "bucket":
             return [bucket_key(name, i) for i in range(universe.buckets or 1)]
-        return list(self._members(name).symbols)
+        return list(self.members_of(name).symbols)
 
     def keys_for_symbols(self, symbols: list[str]) -> list[str]:
         """The partition keys that hold `symbols` (their own key, or their bucket's)."""

@@ -72,6 +72,9 @@ PROVIDER_KINDS: dict[str, str] = {
     "databento": "market_assets.core.providers.databento:DatabentoProvider",
     "sec_edgar": "market_assets.core.providers.sec_edgar:SecEdgarProvider",
     "databento_options": "market_assets.core.providers.databento.options:DatabentoOptionsProvider",
+    "nasdaq_trader": "market_assets.core.providers.nasdaq_trader:NasdaqTraderProvider",
+    "sec_tickers": "market_assets.core.providers.sec_tickers:SecTickersProvider",
+    "sp500": "market_assets.core.providers.sp500:Sp500Provider",
 }
 """Provider kind -> "module:Class". Each class offers `from_config(settings)`. Modules are
 imported only when a configured provider uses them, so a vendor's client library is needed

@@ -266,9 +266,15 @@ def identity_hints(
     return frame, renames
 
 
-def apply_hints(rows: pl.DataFrame, hints: pl.DataFrame) -> pl.DataFrame:
-    """Fill `cik` (and a missing `name`) from the latest hint of each symbol on or before the
-    row's session."""
+def apply_hints(
+    rows: pl.DataFrame, hints: pl.DataFrame, names_since: dt.date | None = None
+) -> pl.DataFrame:
+    """Fill `cik` from the latest hint of each symbol on or before the row's session, and a
+    missing `name` only on sessions from `names_since` (the table's own date) on.
+
+    A CIK never changes, so it can label a ticker's earlier sessions; a name can (Google ->
+    Alphabet), so today's name never labels a past session.
+    """
     if hints.is_empty() or rows.is_empty():
         return rows
     joined = rows.sort("session").join_asof(
@@ -279,8 +285,10 @@ def apply_hints(rows: pl.DataFrame, hints: pl.DataFrame) -> pl.DataFrame:
         strategy="backward",
         check_sortedness=False,  # both sides are sorted by their date above
     )
+    named = pl.col("session") >= names_since if names_since is not None else pl.lit(False)
     return joined.with_columns(
-        pl.coalesce("cik", "_cik").alias("cik"), pl.coalesce("name", "_name").alias("name")
+        pl.coalesce("cik", "_cik").alias("cik"),
+        pl.coalesce("name", pl.when(named).then(pl.col("_name"))).alias("name"),
     ).drop("since", "_cik", "_name")
 
 
@@ -410,7 +418,9 @@ class Sp500Provider:
             if frames
             else pl.DataFrame(schema=CONSTITUENT_SCHEMA)
         )
-        frame = apply_hints(_conform(frame), hints).select(list(CONSTITUENT_SCHEMA))
+        frame = apply_hints(_conform(frame), hints, sources.table_as_of).select(
+            list(CONSTITUENT_SCHEMA)
+        )
         if remaining:
             notes["sessions_without_source"] = (
                 f"{len(remaining)} session(s) from {remaining[0]} to {remaining[-1]}"

@@ -150,14 +150,23 @@ class ReferenceStore:
                         return
                     self.store.put(path, _to_parquet(merged), expected_version=version)
 
-    def read_sessions(self, dataset: str, first: dt.date, last: dt.date) -> pl.DataFrame:
-        """Rows of `dataset` with first <= session <= last (every year file in between)."""
+    def read_sessions(
+        self,
+        dataset: str,
+        first: dt.date,
+        last: dt.date,
+        columns: list[str] | None = None,
+    ) -> pl.DataFrame:
+        """Rows of `dataset` with first <= session <= last (every year file in between),
+        sorted by session; `columns` (default all) must include the table's key columns."""
         _, schema, keys = _snapshot_table(dataset)
+        wanted = columns or list(schema)
         if first > last:
-            return empty(schema)
+            return empty({c: schema[c] for c in wanted})
         paths = [snapshot_path(dataset, year) for year in range(first.year, last.year + 1)]
-        frame = self._read(paths, schema)
-        return frame.filter(pl.col("session").is_between(first, last)).sort(list(keys))
+        frame = self._read(paths, schema, wanted)
+        order = [k for k in keys if k in wanted]
+        return frame.filter(pl.col("session").is_between(first, last)).sort(order)
 
     def latest_session(
         self, dataset: str, on_or_before: dt.date, first_year: int

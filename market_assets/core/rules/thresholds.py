@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from market_assets.core.errors import ConfigError
+from market_assets.core.reference.rules import ReferenceCheckSettings
 from market_assets.core.rules.base import Severity
 from market_assets.core.schemas import GRANULARITIES
 from market_assets.core.symbols import validate_symbol
@@ -203,6 +204,7 @@ class _ChecksFile(_Strict):
     lookback_sessions: int = Field(default=60, ge=0, le=1000)
     score: ScoreSettings = ScoreSettings()
     bars: _BarLayers = _BarLayers()
+    reference: ReferenceCheckSettings = ReferenceCheckSettings()
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -234,6 +236,11 @@ class CheckThresholds:
     @property
     def score(self) -> ScoreSettings:
         return self._parsed.score
+
+    @property
+    def reference(self) -> ReferenceCheckSettings:
+        """Thresholds of the reference and index-membership checks."""
+        return self._parsed.reference
 
     def resolve(self, dataset: str, granularity: str, symbol: str | None = None) -> BarRuleSettings:
         """Settings for `symbol` in `dataset`; symbols without overrides share one object."""

@@ -22,6 +22,7 @@ from dagster import (
 from market_assets.core.calendar import get_calendar
 from market_assets.core.config import BUCKET_SEPARATOR, AppConfig, SymbolPartitions
 from market_assets.core.errors import MarketAssetsError
+from market_assets.defs.automation.reference import index_universe_requests
 from market_assets.defs.automation.runs import rectangle_run_requests
 from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME, symbols_partitions
 from market_assets.defs.resources import PlatformResource
@@ -65,12 +66,19 @@ def build_universe_sensor(fetched_assets: Mapping[str, AssetKey]) -> SensorDefin
             removals = [symbols_partitions.build_delete_request(list(invalid))]
             existing = [key for key in existing if key not in invalid]
         new_keys = [key for key in config.symbol_partitions.keys if key not in existing]
-        if not new_keys:
-            if removals:
-                return SensorResult(dynamic_partitions_requests=removals)
-            return SkipReason("every universe symbol key is registered")
         registered = [*existing, *new_keys]
-        run_requests = []
+        # `index:` universes: only their members' windows, new since the cursor.
+        run_requests, cursor = index_universe_requests(
+            config, fetched_assets, registered, context.cursor
+        )
+        if not new_keys and not run_requests:
+            if removals:
+                return SensorResult(dynamic_partitions_requests=removals, cursor=cursor)
+            if cursor != (context.cursor or "{}"):
+                return SensorResult(skip_reason="no new member windows", cursor=cursor)
+            return SkipReason("every universe symbol key is registered")
+        partitions = config.symbol_partitions
+        full_history = [k for k in new_keys if partitions.index_universe_of(k) is None]
         for name, key in fetched_assets.items():
             dataset = config.datasets[name]
             calendar = get_calendar(config.calendar_of(name))
@@ -79,7 +87,7 @@ def build_universe_sensor(fetched_assets: Mapping[str, AssetKey]) -> SensorDefin
             run_requests += rectangle_run_requests(
                 [key],
                 sessions,
-                new_keys,
+                full_history,
                 registered,
                 dataset.backfill_sessions_per_run,
                 tags={"trigger": "universe_sensor"},
@@ -87,7 +95,11 @@ def build_universe_sensor(fetched_assets: Mapping[str, AssetKey]) -> SensorDefin
         context.log.info(f"registering {len(new_keys)} symbol keys: {new_keys}")
         return SensorResult(
             run_requests=run_requests,
-            dynamic_partitions_requests=[*removals, symbols_partitions.build_add_request(new_keys)],
+            dynamic_partitions_requests=[
+                *removals,
+                *([symbols_partitions.build_add_request(new_keys)] if new_keys else []),
+            ],
+            cursor=cursor,
         )
 
     return _universe
