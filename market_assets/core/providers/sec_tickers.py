@@ -46,8 +46,14 @@ _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _SETTINGS = {"kind", "url", "user_agent", "user_agent_env", "timeout_s", "files_dir"}
 _IGNORED = {"api_key_env", "secret_key_env", "requests_per_minute"}
 
-_SEC_BUCKET = InMemoryBucket([Rate(SEC_REQUESTS_PER_SECOND, Duration.SECOND)])
-SEC_LIMITER = Limiter(SingleBucketFactory(_SEC_BUCKET, schedule_leak=False))
+
+def sec_limiter() -> Limiter:
+    """A pyrate-limiter bucket of SEC_REQUESTS_PER_SECOND requests per rolling second."""
+    bucket = InMemoryBucket([Rate(SEC_REQUESTS_PER_SECOND, Duration.SECOND)])
+    return Limiter(SingleBucketFactory(bucket, schedule_leak=False))
+
+
+SEC_LIMITER = sec_limiter()
 """Every request to sec.gov from this process takes a token here first (10 per second)."""
 
 
