@@ -49,6 +49,12 @@ def test_demo_ingests_the_demo_universe_into_data_and_records_runs(workdir):
     try:
         with DagsterInstance.get() as instance:
             assert len(instance.get_runs()) == 3  # minute bars, daily bars, option chains
+            selected = {
+                key.to_user_string()
+                for run in instance.get_runs()
+                for key in run.asset_selection or ()
+            }
+            assert not selected & {"reference", "index_constituents", "ticker_history"}
             assert instance.get_dynamic_partitions("symbols") == [
                 "AAPL", "MSFT", "NVDA", "JPM", "SPY"
             ]

@@ -171,9 +171,11 @@ def test_universe_sensor_registers_new_symbols_and_requests_their_history(defs, 
     added = result.dynamic_partitions_requests[0].partition_keys
     assert added == [k for k in config.symbol_partitions.keys if k not in ("AAPL", "MSFT")]
     assert all(isinstance(r, RunRequest) for r in result.run_requests)
+    # Keys of `index:` universes get only their members' windows (none stored here).
+    listed = [k for k in added if config.symbol_partitions.index_universe_of(k) is None]
     first = result.run_requests[0].tags
-    assert first[RANGE_START_TAG].split("|")[1] == added[0]
-    assert first[RANGE_END_TAG].split("|")[1] == added[-1]
+    assert first[RANGE_START_TAG].split("|")[1] == listed[0]
+    assert first[RANGE_END_TAG].split("|")[1] == listed[-1]
 
 
 def test_universe_sensor_skips_when_every_symbol_is_registered(defs, config):
@@ -240,3 +242,63 @@ def test_option_chains_are_scheduled_after_the_daily_bars_that_price_them(defs):
 
     assert (bars.cron_schedule, options.cron_schedule) == ("30 17 * * 1-5", "30 18 * * 1-5")
     assert options.execution_timezone == bars.execution_timezone == "America/New_York"
+
+
+REFERENCE_ASSETS = ["index_constituents", "index_membership", "reference", "ticker_history"]
+
+
+def test_reference_snapshots_are_partitioned_by_session_only_and_feed_the_derived_tables(defs):
+    graph = defs.resolve_asset_graph()
+
+    for name in ("reference", "index_constituents"):
+        node = graph.get(AssetKey(name))
+        assert not isinstance(node.partitions_def, MultiPartitionsDefinition)
+        assert node.partitions_def.get_first_partition_key() == (
+            AppConfig.load(REPO_CONFIGS).datasets[name].start.isoformat()
+        )
+        assert node.backfill_policy.max_partitions_per_run == 1000
+    assert graph.get(AssetKey("ticker_history")).parent_keys == {
+        AssetKey("reference"),
+        AssetKey("index_constituents"),
+    }
+    assert graph.get(AssetKey("index_membership")).parent_keys == {
+        AssetKey("index_constituents"),
+        AssetKey("ticker_history"),
+    }
+    checks = {k.to_user_string() for k in graph.asset_check_keys}
+    assert {"reference:quality", "index_constituents:quality"} <= checks
+    assert "index_membership:no_overlapping_intervals" in checks
+
+
+def test_reference_datasets_get_nightly_schedules_and_stay_out_of_bar_automation(defs):
+    names = {s.name for s in defs.schedules}
+    sensor_assets = defs.get_sensor_def("universe_sensor").asset_selection.resolve(
+        defs.resolve_asset_graph()
+    )
+
+    assert {"reference_nightly", "index_constituents_nightly"} <= names
+    assert not {"reference_after_close", "index_constituents_after_close"} & names
+    assert not {AssetKey(name) for name in REFERENCE_ASSETS} & sensor_assets
+
+
+def test_nightly_snapshot_schedule_requests_that_sessions_partition_and_skips_holidays(defs):
+    schedule = defs.get_schedule_def("index_constituents_nightly")
+    repository = defs.get_repository_def()
+    with instance_for_test() as instance:
+        session = schedule.evaluate_tick(
+            build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=dt.datetime(2024, 7, 5, 22, 0),
+                repository_def=repository,
+            )
+        )
+        holiday = schedule.evaluate_tick(
+            build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=dt.datetime(2024, 7, 4, 22, 0),
+                repository_def=repository,
+            )
+        )
+
+    assert [r.partition_key for r in session.run_requests] == ["2024-07-05"]
+    assert "2024-07-04 is not a XNYS session" in holiday.skip_message
