@@ -335,6 +335,8 @@ def ingest(
     except MarketAssetsError as exc:
         _fail(str(exc))
     if snapshot_datasets_only(config, dataset):
+        if universe or symbols:
+            _fail("reference and index_constituents have no symbols: drop --universe/--symbols")
         _ingest_snapshots(config, list(dataset), first, stop, provider, files)
         return
     if bool(universe) == bool(symbols):

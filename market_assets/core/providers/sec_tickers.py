@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import requests
@@ -40,6 +41,9 @@ from market_assets.core.reference.sources import SnapshotRequest
 from market_assets.core.reference.symbol_forms import cqs_from_sec
 
 VENDOR = "sec_tickers"
+NEW_YORK = ZoneInfo(
+    "America/New_York"
+)  # "today" is the exchange's date (22:00 NY is UTC's tomorrow)
 COMPANY_TICKERS_URL = "https://www.sec.gov/files/company_tickers.json"
 SEC_REQUESTS_PER_SECOND = 10
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -175,7 +179,7 @@ class SecTickersProvider:
                 notes["cik_map"] = "undated"
             frame = pl.concat(frames) if frames else pl.DataFrame(schema=CIK_MAP_SCHEMA)
             return FetchResult(frame=frame, source=VENDOR, requests=0, notes=notes)
-        today = self._today or dt.date.today()
+        today = self._today or dt.datetime.now(NEW_YORK).date()
         sessions = request.sessions()
         if not sessions or today < sessions[0] or today > sessions[-1]:
             return FetchResult(

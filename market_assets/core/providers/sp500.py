@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import requests
@@ -52,6 +53,7 @@ from market_assets.core.reference.sources import ConstituentsRequest, first_sess
 from market_assets.core.reference.symbol_forms import cqs_from_compact, cqs_from_nasdaq
 
 VENDOR = "sp500"
+NEW_YORK = ZoneInfo("America/New_York")
 INDEX = "SP500"
 INTERVALS_URL = "https://raw.githubusercontent.com/fja05680/sp500/master/sp500_ticker_start_end.csv"
 CONSTITUENTS_URL = (
@@ -469,7 +471,9 @@ class Sp500Provider:
             sources.table = parse_constituents_table(text, name)
             sources.table_name = name
             sources.table_as_of = self.constituents_as_of or (
-                date_from_name(name) if self.files_dir else (self._today or dt.date.today())
+                date_from_name(name)
+                if self.files_dir
+                else (self._today or dt.datetime.now(NEW_YORK).date())
             )
             if sources.table_as_of is None:
                 sources.notes["constituents"] = (
