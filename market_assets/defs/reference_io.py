@@ -1,9 +1,11 @@
 """IO manager of the reference family: session snapshots and the derived interval tables.
 
 A partitioned output (`reference`, `index_constituents`: one partition per session) replaces
-exactly the run's sessions in the lake's year files (market_assets.core.reference.store); an
-unpartitioned output (`ticker_history`, `index_membership`) replaces its table whole. Inputs
-read the same way back. Reference tables are small and live in the lake only.
+exactly the run's sessions in the lake's year files (market_assets.core.reference.store) and
+records each session as materialized with its own row count (one batch in runs with deferred
+asset events, defs/events.py); an unpartitioned output (`ticker_history`, `index_membership`)
+replaces its table whole. Inputs read the same way back. Reference tables are small and live
+in the lake only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import polars as pl
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
 from market_assets.core.reference.store import ReferenceStore
+from market_assets.defs.io_managers import record_materialized
 from market_assets.defs.resources import PlatformResource
 
 REFERENCE_IO_MANAGER_KEY = "reference_io_manager"
@@ -37,21 +40,33 @@ class ReferenceIOManager(ConfigurableIOManager):
         started = time.perf_counter()
         dataset = context.asset_key.path[-1]
         store = self._store()
-        if context.has_asset_partitions:
-            sessions = session_keys(list(context.asset_partition_keys))
-            written = store.write_sessions(dataset, obj, sessions)
-            metadata = {
+        if not context.has_asset_partitions:
+            uri = store.write_derived(dataset, obj)
+            context.add_output_metadata(
+                {
+                    "partitions": 1,
+                    "rows_stored": len(obj),
+                    "lake_path": MetadataValue.path(uri),
+                    "write_seconds": round(time.perf_counter() - started, 4),
+                }
+            )
+            return
+        keys = sorted(str(key) for key in context.asset_partition_keys)
+        sessions = session_keys(keys)
+        written = store.write_sessions(dataset, obj, sessions)
+        context.add_output_metadata(
+            {
+                "partitions": len(keys),
                 "rows_stored": written.rows,
                 "files_written": written.files,
-                "lake_path_example": MetadataValue.path(written.paths[0])
-                if written.paths
-                else "-",
+                "lake_path_example": MetadataValue.path(written.paths[0]) if written.paths else "-",
+                "write_seconds": round(time.perf_counter() - started, 4),
             }
-        else:
-            uri = store.write_derived(dataset, obj)
-            metadata = {"rows_stored": len(obj), "lake_path": MetadataValue.path(uri)}
-        context.add_output_metadata(
-            {**metadata, "write_seconds": round(time.perf_counter() - started, 4)}
+        )
+        counts = dict(obj.group_by("session").len().iter_rows()) if obj.height else {}
+        record_materialized(
+            context,
+            {key: {"rows": counts.get(day, 0)} for key, day in zip(keys, sessions, strict=True)},
         )
 
     def load_input(self, context: InputContext) -> pl.DataFrame:

@@ -1,9 +1,11 @@
 """Ranged runs of the session-partitioned reference assets, then their derived tables.
 
 Used by `market-assets ingest --dataset reference|index_constituents`. A snapshot asset's
-runs each cover `backfill_sessions_per_run` sessions (a range of one dimension); after them
-one run rebuilds ticker_history and index_membership from every stored snapshot. Runs are
-recorded in the instance like any other (defs/runner.py's summary).
+runs each cover `backfill_sessions_per_run` sessions (a range of one dimension) and carry
+the deferred-events tag (their steps record the partitions' events in batches,
+defs/events.py); after them one run rebuilds ticker_history and index_membership from every
+stored snapshot (unpartitioned: Dagster records its one materialization). Runs are recorded
+in the instance like any other (defs/runner.py's summary).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dagster import AssetKey, DagsterInstance, Definitions
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from market_assets.defs.automation.runs import RANGE_END_TAG, RANGE_START_TAG, session_chunks
+from market_assets.defs.events import DEFERRED_TAGS
 from market_assets.defs.runner import QUIET_RUN_CONFIG, RunSummary, _collect
 
 
@@ -58,6 +61,7 @@ def materialize_sessions(
     chunks = session_chunks(sessions, sessions_per_run)
     for index, (first, last) in enumerate(chunks):
         run_tags = {
+            **DEFERRED_TAGS,
             **(tags or {}),
             RANGE_START_TAG: first.isoformat(),
             RANGE_END_TAG: last.isoformat(),

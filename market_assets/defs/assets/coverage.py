@@ -78,7 +78,7 @@ def _expand(
     for index, key in enumerate(keys):
         session, symbol_key = split_partition_key(key)
         try:
-            members = config.symbol_partitions.symbols_for_key(symbol_key)
+            members = config.symbol_partitions.symbols_for_key(symbol_key, session)
         except ValueError:
             continue
         for symbol in members:

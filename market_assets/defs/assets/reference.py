@@ -38,6 +38,7 @@ from market_assets.core.reference.schemas import CONSTITUENT_SCHEMA, REFERENCE_S
 from market_assets.core.reference.securities import build_ticker_history
 from market_assets.core.reference.store import ReferenceStore
 from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG, vendor_pool
+from market_assets.defs.io_managers import plan_partitions
 from market_assets.defs.partitions import sessions_partitions
 from market_assets.defs.reference_io import REFERENCE_IO_MANAGER_KEY, session_keys
 from market_assets.defs.resources import PlatformResource
@@ -138,7 +139,7 @@ def snapshot_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> Asse
     )
     def _snapshot(context: AssetExecutionContext, platform: PlatformResource) -> Output:
         started = time.perf_counter()
-        sessions = session_keys(list(context.partition_keys))
+        sessions = session_keys(plan_partitions(context))
         fetched = fetch(_registry(platform, name, context), sessions, config.exchange)
         for key, message in fetched.failures.items():
             context.log.error(f"{name} {key}: {message}")

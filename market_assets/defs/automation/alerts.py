@@ -182,7 +182,7 @@ def build_alert_sensor(datasets: Sequence[str]) -> SensorDefinition:
             dataset = info.check_key.asset_key.path[-1]
             touched.add((dataset, f"{session:%Y-%m}"))
             if info.latest_execution_status is AssetCheckExecutionRecordStatus.FAILED:
-                for symbol in config.symbol_partitions.symbols_for_key(symbol_key):
+                for symbol in config.symbol_partitions.symbols_for_key(symbol_key, session):
                     failed[(dataset, symbol, session)] = info.partition_key
         years = sorted({int(month[:4]) for _, month in touched})
         results = CheckResultsStore(platform.lake()).read(sorted({d for d, _ in touched}), years)

@@ -35,6 +35,7 @@ from market_assets.core.reference.pit import (
     windows_to_request,
 )
 from market_assets.defs.automation.runs import rectangle_run_requests
+from market_assets.defs.events import DEFERRED_TAGS
 
 SNAPSHOT_CRON = "0 22 * * 1-5"
 EXCHANGE_TIMEZONE = "America/New_York"
@@ -58,7 +59,7 @@ def build_snapshot_schedule(dataset: str, exchange: str) -> ScheduleDefinition:
         return RunRequest(
             run_key=f"{dataset}:{session.isoformat()}",
             partition_key=session.isoformat(),
-            tags={"trigger": "nightly_snapshot"},
+            tags={**DEFERRED_TAGS, "trigger": "nightly_snapshot"},
         )
 
     return _nightly

@@ -56,7 +56,8 @@ def _members(
     members = {}
     for key in keys:
         session, symbol_key = split_partition_key(key)
-        members[str(key)] = [(s, session) for s in symbol_partitions.symbols_for_key(symbol_key)]
+        symbols = symbol_partitions.symbols_for_key(symbol_key, session)
+        members[str(key)] = [(s, session) for s in symbols]
     return members
 
 

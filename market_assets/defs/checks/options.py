@@ -86,9 +86,8 @@ def run_options_check(
     members: dict[str, list[tuple[str, dt.date]]] = {}
     for key in keys:
         session, symbol_key = split_partition_key(key)
-        members[key] = [
-            (symbol, session) for symbol in config.symbol_partitions.symbols_for_key(symbol_key)
-        ]
+        symbols = config.symbol_partitions.symbols_for_key(symbol_key, session)
+        members[key] = [(symbol, session) for symbol in symbols]
     pairs = [pair for key in keys for pair in members[key]]
     lake = platform.lake()
     chains = lake.read_partitions(DATASET, pairs)

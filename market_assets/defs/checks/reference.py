@@ -2,7 +2,8 @@
 
 `reference` and `index_constituents` each get one partitioned check, `quality`, that yields
 one `AssetCheckEvaluation(partition=key)` per session of the run with every rule's verdict
-in its metadata (the bars' pattern, defs/checks/bars.py); `index_membership` gets one
+in its metadata (the bars' pattern, defs/checks/bars.py; stored in one batch in runs with
+deferred asset events, defs/events.py); `index_membership` gets one
 unpartitioned check that no ticker has two overlapping intervals in one index. None blocks:
 nothing downstream in the snapshot runs would be stopped, and a bad day stays visible in the
 check status, its metadata and `market-assets status`.
@@ -42,6 +43,7 @@ from market_assets.core.reference.store import ReferenceStore
 from market_assets.core.rules import load_thresholds
 from market_assets.defs.assets.reference import CONSTITUENTS, INDEX_MEMBERSHIP, REFERENCE
 from market_assets.defs.checks.bars import target_materializations
+from market_assets.defs.events import record_evaluations
 from market_assets.defs.reference_io import session_keys
 from market_assets.defs.resources import PlatformResource
 
@@ -146,7 +148,7 @@ def _snapshot_check(dataset: str, assets_def: AssetsDefinition) -> AssetChecksDe
             for key, day in zip(sorted(keys), sessions, strict=True)
         ]
         judged = time.perf_counter()
-        yield from evaluations
+        yield from record_evaluations(context, evaluations)
         failed = sum(1 for e in evaluations if not e.passed)
         context.log.info(
             f"{dataset}: judged {len(keys)} session(s), {failed} failed; seconds: rules "
