@@ -10,7 +10,8 @@ Thresholds come from the `reference` section of configs/checks.yaml:
 Rules (severity): `empty_snapshot` (ERROR), `row_count_change` (WARN) on `reference`;
 `member_count` (ERROR), `duplicate_members` (ERROR: one symbol twice in a day is two
 overlapping intervals), `members_resolve` (WARN, with the list: a member that is not a
-listed ticker that day, or has no ticker_history interval when no listing snapshot exists),
+listed ticker that day, or has no ticker_history interval when no listing snapshot exists;
+not judged before ticker_history is first built),
 `churn` (WARN) on `index_constituents`; `overlapping_intervals` (ERROR) on index_membership.
 """
 
@@ -197,13 +198,20 @@ def _resolve(
     if listed is not None:
         missing = sorted(members - listed)
         against = "listing snapshot"
+    elif history.is_empty():
+        return Verdict(
+            "members_resolve",
+            True,
+            "WARN",
+            {"index": index, "against": "ticker_history not built yet: not judged"},
+        )
     else:
         valid = history.filter(
             (pl.col("valid_from") <= day)
             & (pl.col("valid_to").is_null() | (pl.col("valid_to") > day))
         )
         missing = sorted(members - set(valid["symbol"].to_list()))
-        against = "ticker_history" if not history.is_empty() else "ticker_history (not built yet)"
+        against = "ticker_history"
     return Verdict(
         "members_resolve",
         not missing,

@@ -114,3 +114,12 @@ def test_overlapping_intervals_are_found():
     )
 
     assert overlapping_intervals(membership).select("symbol", "start").rows() == [("X", A)]
+
+
+def test_members_are_not_judged_before_ticker_history_is_first_built():
+    rows = members(A, ["W", "X", "Y"])
+
+    verdicts = constituent_verdicts(rows, [A], rows[:0], listed(A, [])[:0], NO_HISTORY, SETTINGS)
+
+    resolve = verdict(verdicts, A, "members_resolve")
+    assert resolve.passed and "not built yet" in resolve.details["against"]
