@@ -38,13 +38,15 @@ def instance() -> Iterator[DagsterInstance]:
 
 @pytest.mark.usefixtures("instance")
 def test_options_chains_is_partitioned_checked_scheduled_and_left_out_of_the_universe_sensor():
-    defs = build_definitions(AppConfig.load(REPO_CONFIGS))
+    config = AppConfig.load(REPO_CONFIGS)
+    defs = build_definitions(config)
     graph = defs.resolve_asset_graph()
 
     node = graph.get(CHAINS)
     assert isinstance(node.partitions_def, MultiPartitionsDefinition)
     assert [d.name for d in node.partitions_def.partitions_defs] == ["date", "symbol"]
-    assert node.backfill_policy.max_partitions_per_run == 20 * 12  # sessions x symbol keys
+    keys = len(config.symbol_partitions.keys)
+    assert node.backfill_policy.max_partitions_per_run == 20 * keys  # sessions x symbol keys
     assert AssetKey("bars_1d") in node.parent_keys
     check = graph.get_check_spec(AssetCheckKey(CHAINS, "quality"))
     assert check.partitions_def == node.partitions_def and check.blocking
