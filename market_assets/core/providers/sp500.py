@@ -380,7 +380,7 @@ class Sp500Provider:
                 vendor=VENDOR,
                 dataset="index_constituents",
             )
-        sources, requests_made = self._sources()
+        sources, requests_made = self.read_sources()
         sessions = request.sessions()
         frame, notes = self.snapshots(sources, sessions)
         return FetchResult(frame=frame, source=VENDOR, requests=requests_made, notes=notes)
@@ -448,7 +448,8 @@ class Sp500Provider:
             "weight",
         )
 
-    def _sources(self) -> tuple[Sources, int]:
+    def read_sources(self) -> tuple[Sources, int]:
+        """Read (files) or download (API) every configured source shape; (sources, requests)."""
         texts: dict[str, tuple[str, str]] = {}
         requests_made = 0
         if self.files_dir is not None:

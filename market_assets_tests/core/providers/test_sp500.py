@@ -103,7 +103,7 @@ def test_holdings_snapshot_restores_the_class_dot_and_counts_dropped_rows(tmp_pa
         ),
     )
     provider = Sp500Provider(files_dir=tmp_path)
-    sources, _ = provider._sources()
+    sources, _ = provider.read_sources()
     sources.table_as_of = None  # only the holdings describe the session here
 
     frame, notes = provider.snapshots(sources, [dt.date(2023, 4, 6)])
@@ -206,7 +206,7 @@ def test_date_from_name_reads_day_or_month(name, expected):
 def test_real_ivv_holdings_agree_with_the_interval_file_on_2023_04_06():
     folder = require("sp500/IVV_holdings_2023-04-06.csv").parent
     provider = Sp500Provider(files_dir=folder)
-    sources, _ = provider._sources()
+    sources, _ = provider.read_sources()
     day = dt.date(2023, 4, 6)
     from_intervals = set(snapshot_from_intervals(sources.intervals, [day])["symbol"])
     holdings_only = Sp500Provider(files_dir=folder)

@@ -110,7 +110,7 @@ def test_snapshots_built_one_day_at_a_time_use_nothing_after_their_day(
     calendar = get_calendar()
     sample = calendar.sessions(FIRST, dt.date(2025, 10, 31))[::97]
     sample += calendar.sessions(dt.date(2022, 6, 6), dt.date(2022, 6, 13))
-    sources, _ = provider._sources()
+    sources, _ = provider.read_sources()
     every_snapshot = membership_intervals(snapshots).with_columns(
         security_id=pl.lit(None, pl.String)
     )
