@@ -568,11 +568,11 @@ def _ingest_snapshots(  # noqa: ANN001 - config: AppConfig, imported lazily
         tags[FILES_DIR_TAG] = str(files.resolve())
     with _progress() as progress:
 
-        def on_run(name: str):  # noqa: ANN202
+        def on_progress(name: str):  # noqa: ANN202
             task = progress.add_task(name, total=None)
             return lambda done, total: progress.update(task, completed=done, total=total)
 
-        summary = ingest_snapshots(config, datasets, first, stop, tags, on_run)
+        summary = ingest_snapshots(config, datasets, first, stop, tags, on_progress)
     _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})", list(config.datasets))
     console.print(
         f"Dagster runs {summary.wall_seconds:.1f} s: our code {summary.our_seconds:.1f} s, "

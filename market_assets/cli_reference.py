@@ -80,7 +80,7 @@ def ingest_snapshots(
                 sessions,
                 dataset.backfill_sessions_per_run,
                 tags=tags,
-                on_run=progress(name),
+                on_progress=progress(name),
                 summary=summary,
             )
         derived = [AssetKey(name) for name in DERIVED if AssetKey(name) in present]

@@ -18,7 +18,7 @@ from dagster import AssetKey, DagsterInstance, Definitions
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from market_assets.defs.automation.runs import RANGE_END_TAG, RANGE_START_TAG, session_chunks
-from market_assets.defs.events import DEFERRED_TAGS
+from market_assets.defs.events import DEFERRED_TAGS, observe_materializations
 from market_assets.defs.runner import QUIET_RUN_CONFIG, RunSummary, _collect
 
 
@@ -28,17 +28,19 @@ def _execute(
     assets: Sequence[AssetKey],
     tags: dict[str, str],
     summary: RunSummary,
+    observe: Callable[[str, AssetKey, int], None] | None = None,
 ) -> None:
     with set_defs_state_storage(instance.defs_state_storage):
         job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
-    result = job.execute_in_process(
-        run_config=QUIET_RUN_CONFIG,
-        instance=instance,
-        asset_selection=list(assets),
-        tags=tags,
-        raise_on_error=False,
-    )
+    with observe_materializations(observe or (lambda *_: None)):
+        result = job.execute_in_process(
+            run_config=QUIET_RUN_CONFIG,
+            instance=instance,
+            asset_selection=list(assets),
+            tags=tags,
+            raise_on_error=False,
+        )
     summary.wall_seconds += time.perf_counter() - started
     summary.run_ids.append(result.run_id)
     if not result.success:
@@ -53,22 +55,32 @@ def materialize_sessions(
     sessions: Sequence[dt.date],
     sessions_per_run: int,
     tags: dict[str, str] | None = None,
-    on_run: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     summary: RunSummary | None = None,
 ) -> RunSummary:
-    """Materialize a session-partitioned `asset`, `sessions_per_run` sessions per run."""
+    """Materialize a session-partitioned `asset`, `sessions_per_run` sessions per run.
+
+    `on_progress(done, total)` counts sessions as each run's step records them.
+    """
     summary = summary or RunSummary()
-    chunks = session_chunks(sessions, sessions_per_run)
-    for index, (first, last) in enumerate(chunks):
+    total = len(sessions)
+    finished = 0
+
+    def observe(run_id: str, asset_key: AssetKey, partitions: int) -> None:
+        if on_progress and asset_key == asset:
+            on_progress(min(finished + partitions, total), total)
+
+    for first, last in session_chunks(sessions, sessions_per_run):
         run_tags = {
             **DEFERRED_TAGS,
             **(tags or {}),
             RANGE_START_TAG: first.isoformat(),
             RANGE_END_TAG: last.isoformat(),
         }
-        _execute(defs, instance, [asset], run_tags, summary)
-        if on_run:
-            on_run(index + 1, len(chunks))
+        _execute(defs, instance, [asset], run_tags, summary, observe)
+        finished += sum(1 for day in sessions if first <= day <= last)
+        if on_progress:
+            on_progress(finished, total)
     return summary
 
 
