@@ -17,7 +17,11 @@ DERIVED = ("ticker_history", "index_membership")
 def snapshot_datasets_only(config: AppConfig, datasets: Sequence[str]) -> bool:
     """True when every dataset is a session-partitioned reference dataset; ConfigError when
     they are mixed with symbol datasets (those need --universe or --symbols)."""
-    kinds = [config.dataset(name).kind in SNAPSHOT_KINDS for name in datasets]
+    # Assets outside datasets.yaml (bars_1d_adjusted, indicators, ...) are symbol datasets.
+    kinds = [
+        name in config.datasets and config.datasets[name].kind in SNAPSHOT_KINDS
+        for name in datasets
+    ]
     if any(kinds) and not all(kinds):
         raise ConfigError(
             "ingest reference datasets (reference, index_constituents) in their own command: "
