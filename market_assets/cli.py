@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +24,8 @@ app = typer.Typer(
 console = Console()
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+INSTANCE_LOCK = ".market-assets.lock"
+"""Lock file in DAGSTER_HOME: held while a command creates the instance's storage."""
 DAGSTER_HOME_YAML = """\
 # Dagster instance for local runs of market-assets (SQLite storage in this folder).
 # The full stack's PostgreSQL-backed instance is ../dagster.yaml (see README).
@@ -37,16 +41,29 @@ cause on its `error:` line (`--debug` shows Dagster's own log and the trace inst
 def _prepare_environment(
     dagster_home: Path | None, data_dir: str | None, config_dir: Path | None
 ) -> None:
-    """Point Dagster and the platform at their folders before anything imports them."""
+    """Point Dagster and the platform at their folders, and create the instance there."""
     home = (dagster_home or Path(os.environ.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME))).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_HOME_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     if data_dir:
         os.environ["MARKET_ASSETS_DATA_DIR"] = data_dir
     if config_dir:
         os.environ["MARKET_ASSETS_CONFIG_DIR"] = str(config_dir)
+    _create_instance_once(home)
+
+
+def _create_instance_once(home: Path) -> None:
+    """Write dagster.yaml when missing and create the instance's storage, one command at a
+    time: two commands creating a fresh SQLite instance at once can break it for good
+    (`alembic_version has more than one head`, `table runs already exists`)."""
+    from dagster import DagsterInstance
+    from filelock import FileLock
+
+    with FileLock(home / INSTANCE_LOCK):
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(DAGSTER_HOME_YAML)
+        with DagsterInstance.get():
+            pass  # creating it creates (or migrates) its storage
 
 
 def _parse_date(value: str | None, name: str) -> dt.date | None:
@@ -59,8 +76,12 @@ def _parse_date(value: str | None, name: str) -> dt.date | None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}")
+    _error(message)
     raise typer.Exit(code=2)
+
+
+def _error(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}")
 
 
 def _note(message: str) -> None:
@@ -155,8 +176,41 @@ def _failed_runs(instance, summary, debug: bool) -> list[str]:  # noqa: ANN001
     return lines
 
 
-def _finish(summary, failures: list[str], debug: bool) -> None:  # noqa: ANN001
-    """The final `error:` line when a run failed: the first root cause, with its run id."""
+def _stops_cleanly(command: Callable[..., None]) -> Callable[..., None]:
+    """A command that launches runs, with SIGINT/SIGTERM turned into a clean stop: the current
+    run finishes, no further run starts, a second signal stops at once (defs/process_runs.py).
+    Entered before the command imports anything that starts a thread."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the command's own options
+        from market_assets.defs.process_runs import StopSignals
+
+        with StopSignals(notify=_note, error=_error):
+            command(*args, **kwargs)
+
+    return run
+
+
+def _recover_orphaned_runs(instance) -> None:  # noqa: ANN001 - DagsterInstance
+    """Fail the runs earlier commands on this host left unfinished when they died, and free
+    their pool slots (they would block every later run of their pools)."""
+    from market_assets.defs.process_runs import fail_orphaned_runs
+
+    for line in fail_orphaned_runs(instance):
+        _note(line)
+
+
+def _finish(summary, failures: list[str], debug: bool, interrupted=None) -> None:  # noqa: ANN001
+    """The final `error:` line when a signal stopped the runs (exit 128 + signal) or a run
+    failed (the first root cause, with its run id)."""
+    if interrupted is not None:
+        for line in failures:
+            _note(line)
+        _error(
+            f"stopped by {interrupted.signal_name}: {len(summary.run_ids)} run(s) finished, "
+            "no further run started; run the same command again to do the rest"
+        )
+        raise typer.Exit(code=interrupted.exit_code)
     if not failures:
         return
     for line in failures[1:]:
@@ -167,6 +221,7 @@ def _finish(summary, failures: list[str], debug: bool) -> None:  # noqa: ANN001
 
 
 @app.command()
+@_stops_cleanly
 def demo(
     universe: Annotated[str, typer.Option(help="Universe from configs/universes.yaml.")] = "demo",
     minute_sessions: Annotated[
@@ -187,6 +242,7 @@ def demo(
     from market_assets.core.config import AppConfig
     from market_assets.core.errors import MarketAssetsError
     from market_assets.defs.assets.coverage import COVERAGE_ASSET
+    from market_assets.defs.process_runs import RunsInterrupted, raise_if_stopping
     from market_assets.defs.runner import RunSummary, materialize_rectangle
 
     try:
@@ -228,28 +284,34 @@ def demo(
     run_config = None if debug else SILENT_RUN_CONFIG
     tags = {"trigger": "market-assets demo"}
     summary = RunSummary()
+    interrupted = None
     # Entering the instance makes it the context Dagster resolves definitions against.
     with DagsterInstance.get() as instance, _progress() as progress:
-        for assets, sessions, per_run in plan:
-            if not assets or not sessions:
-                continue
-            label = ", ".join(a.to_user_string() for a in assets)
-            task = progress.add_task(label, total=None)
-            materialize_rectangle(
-                defs,
-                instance,
-                assets,
-                sessions,
-                keys,
-                per_run,
-                tags=tags,
-                on_progress=lambda done, total, t=task: progress.update(
-                    t, completed=done, total=total
-                ),
-                summary=summary,
-                run_config=run_config,
-            )
-        if AssetKey(COVERAGE_ASSET) in present and not summary.failed_runs:
+        _recover_orphaned_runs(instance)
+        try:
+            for assets, sessions, per_run in plan:
+                if not assets or not sessions:
+                    continue
+                label = ", ".join(a.to_user_string() for a in assets)
+                task = progress.add_task(label, total=None)
+                materialize_rectangle(
+                    defs,
+                    instance,
+                    assets,
+                    sessions,
+                    keys,
+                    per_run,
+                    tags=tags,
+                    on_progress=lambda done, total, t=task: progress.update(
+                        t, completed=done, total=total
+                    ),
+                    summary=summary,
+                    run_config=run_config,
+                )
+            raise_if_stopping()
+        except RunsInterrupted as exc:
+            interrupted = exc
+        if AssetKey(COVERAGE_ASSET) in present and not summary.failed_runs and not interrupted:
             # The report reads what the runs above recorded; one event, not a run.
             _record_report(instance, config, summary)
         checks_line = _check_summary_line(instance, summary.run_ids)
@@ -271,10 +333,11 @@ def demo(
         f"runs recorded in {os.environ['DAGSTER_HOME']}: "
         f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -m market_assets.definitions"
     )
-    _finish(summary, failures, debug)
+    _finish(summary, failures, debug, interrupted)
 
 
 @app.command()
+@_stops_cleanly
 def ingest(
     dataset: Annotated[
         list[str],
@@ -323,6 +386,7 @@ def ingest(
     from market_assets.core.ranges import plan_sessions
     from market_assets.core.symbols import validate_symbols
     from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
+    from market_assets.defs.process_runs import RunsInterrupted, raise_if_stopping
     from market_assets.defs.run_once import materialize_once
     from market_assets.defs.runner import RunSummary, materialize_rectangle
     from market_assets.defs.selection import plan_steps
@@ -393,35 +457,41 @@ def ingest(
         tags[FILES_DIR_TAG] = str(files.resolve())
     run_config = None if debug else SILENT_RUN_CONFIG
     summary = RunSummary()
+    interrupted = None
     # Entering the instance makes it the context Dagster resolves definitions against.
     with DagsterInstance.get() as instance, _progress() as progress:
-        for step in steps:
-            if step.start is None:
-                if not summary.failed_runs:
-                    materialize_once(defs, instance, step.assets, tags, summary, run_config)
-                continue
-            task = progress.add_task(step.label, total=None)
-            materialize_rectangle(
-                defs,
-                instance,
-                list(step.assets),
-                plans[step].sessions,
-                keys,
-                step.sessions_per_run,
-                tags=tags,
-                on_progress=lambda done, total, t=task: progress.update(
-                    t, completed=done, total=total
-                ),
-                summary=summary,
-                run_config=run_config,
-            )
+        _recover_orphaned_runs(instance)
+        try:
+            for step in steps:
+                if step.start is None:
+                    if not summary.failed_runs:
+                        materialize_once(defs, instance, step.assets, tags, summary, run_config)
+                    continue
+                task = progress.add_task(step.label, total=None)
+                materialize_rectangle(
+                    defs,
+                    instance,
+                    list(step.assets),
+                    plans[step].sessions,
+                    keys,
+                    step.sessions_per_run,
+                    tags=tags,
+                    on_progress=lambda done, total, t=task: progress.update(
+                        t, completed=done, total=total
+                    ),
+                    summary=summary,
+                    run_config=run_config,
+                )
+            raise_if_stopping()
+        except RunsInterrupted as exc:
+            interrupted = exc
         failures = _failed_runs(instance, summary, debug)
     _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})", list(config.datasets))
     console.print(
         f"Dagster runs {summary.wall_seconds:.1f} s: our code {summary.our_seconds:.1f} s, "
         f"Dagster bookkeeping {summary.dagster_seconds:.1f} s"
     )
-    _finish(summary, failures, debug)
+    _finish(summary, failures, debug, interrupted)
 
 
 def _configured_start(config, name: str) -> str:  # noqa: ANN001 - AppConfig, imported lazily
@@ -560,24 +630,36 @@ def _ingest_snapshots(  # noqa: ANN001 - config: AppConfig, imported lazily
     """`ingest` of reference / index_constituents: session runs, then the derived tables."""
     from market_assets.cli_reference import ingest_snapshots
     from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
+    from market_assets.defs.process_runs import RunsInterrupted, raise_if_stopping
+    from market_assets.defs.runner import RunSummary
 
     tags = {"trigger": "market-assets ingest"}
     if provider:
         tags[PROVIDER_TAG] = provider
     if files is not None:
         tags[FILES_DIR_TAG] = str(files.resolve())
+    summary = RunSummary()
+    interrupted = None
     with _progress() as progress:
 
         def on_progress(name: str):  # noqa: ANN202
             task = progress.add_task(name, total=None)
             return lambda done, total: progress.update(task, completed=done, total=total)
 
-        summary = ingest_snapshots(config, datasets, first, stop, tags, on_progress)
+        try:
+            ingest_snapshots(
+                config, datasets, first, stop, tags, on_progress, summary, _recover_orphaned_runs
+            )
+            raise_if_stopping()
+        except RunsInterrupted as exc:
+            interrupted = exc
     _print_summary(summary, config.data_dir, f"ingest [{first}, {stop})", list(config.datasets))
     console.print(
         f"Dagster runs {summary.wall_seconds:.1f} s: our code {summary.our_seconds:.1f} s, "
         f"Dagster bookkeeping {summary.dagster_seconds:.1f} s"
     )
+    if interrupted is not None:
+        _finish(summary, [], False, interrupted)
     if summary.failed_runs:
         _fail(f"{len(summary.failed_runs)} run(s) failed: {summary.failed_runs}")
 

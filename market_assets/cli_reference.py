@@ -57,9 +57,12 @@ def ingest_snapshots(
     stop: dt.date,
     tags: dict[str, str],
     progress: Callable[[str], Callable[[int, int], None]],
+    summary=None,  # noqa: ANN001 - RunSummary, imported lazily
+    before_runs: Callable[..., None] | None = None,
 ):  # noqa: ANN201 - RunSummary, imported lazily
     """Materialize the snapshot datasets for the sessions in [first, stop), then rebuild the
-    derived tables once. Returns the RunSummary."""
+    derived tables once. Returns the RunSummary (`summary` when given, filled as runs finish:
+    it holds them when RunsInterrupted stops the rest). `before_runs(instance)` runs first."""
     from dagster import AssetKey, DagsterInstance
 
     from market_assets.core.calendar import get_calendar
@@ -70,8 +73,10 @@ def ingest_snapshots(
     defs = build_definitions(config)
     calendar = get_calendar(config.exchange)
     present = defs.resolve_asset_graph().get_all_asset_keys()
-    summary = RunSummary()
+    summary = summary if summary is not None else RunSummary()
     with DagsterInstance.get() as instance:
+        if before_runs is not None:
+            before_runs(instance)
         for name in dict.fromkeys(datasets):
             dataset = config.datasets[name]
             sessions = calendar.sessions(max(first, dataset.start), stop - dt.timedelta(days=1))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dagster import AssetKey, Definitions
+import os
 
-from market_assets.core.config import AppConfig
+from dagster import AssetKey, Definitions, EnvVar
+
+from market_assets.core.config import TIMESCALE_DSN_ENV, AppConfig
 from market_assets.defs.adjustments import build_adjustment_definitions
 from market_assets.defs.assets.bars import IO_MANAGER_KEY, build_bar_assets
 from market_assets.defs.assets.options import OPTIONS_KIND, build_options_definitions
@@ -20,10 +22,16 @@ from market_assets.defs.resources import PlatformResource
 
 
 def platform_from_config(config: AppConfig) -> PlatformResource:
+    """The platform resource of `config`. A DSN read from the environment is passed as an
+    EnvVar: Dagster resolves it when a run starts and shows only the variable's name in the
+    UI and in stored snapshots (the DSN carries the database password)."""
+    dsn = config.timescale_dsn
+    if dsn and dsn == os.environ.get(TIMESCALE_DSN_ENV):
+        dsn = EnvVar(TIMESCALE_DSN_ENV)
     return PlatformResource(
         config_dir=str(config.config_dir),
         data_dir=config.data_dir,
-        timescale_dsn=config.timescale_dsn,
+        timescale_dsn=dsn,
         s3_endpoint_url=config.s3_endpoint_url,
         s3_region=config.s3_region,
     )

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 SECRET_WORDS = ("key", "secret", "password", "token")
+TIMESCALE_DSN_ENV = "MARKET_ASSETS_TIMESCALE_DSN"
+"""The environment variable holding the TimescaleDB/PostgreSQL DSN (password included)."""
 
 
 class _Strict(BaseModel):
@@ -283,7 +285,7 @@ class AppConfig:
         config = cls(
             config_dir=directory,
             data_dir=os.environ.get("MARKET_ASSETS_DATA_DIR", "data"),
-            timescale_dsn=os.environ.get("MARKET_ASSETS_TIMESCALE_DSN") or None,
+            timescale_dsn=os.environ.get(TIMESCALE_DSN_ENV) or None,
             s3_endpoint_url=os.environ.get("MARKET_ASSETS_S3_ENDPOINT_URL") or None,
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             universes=dict(universes.universes),

@@ -19,6 +19,7 @@ from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from market_assets.defs.automation.runs import RANGE_END_TAG, RANGE_START_TAG, session_chunks
 from market_assets.defs.events import DEFERRED_TAGS, observe_materializations
+from market_assets.defs.process_runs import execute_run
 from market_assets.defs.runner import QUIET_RUN_CONFIG, RunSummary, _collect
 
 
@@ -34,13 +35,7 @@ def _execute(
         job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
     with observe_materializations(observe or (lambda *_: None)):
-        result = job.execute_in_process(
-            run_config=QUIET_RUN_CONFIG,
-            instance=instance,
-            asset_selection=list(assets),
-            tags=tags,
-            raise_on_error=False,
-        )
+        result = execute_run(job, instance, assets, tags, QUIET_RUN_CONFIG)
     summary.wall_seconds += time.perf_counter() - started
     summary.run_ids.append(result.run_id)
     if not result.success:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
+from market_assets.defs.process_runs import execute_run
 from market_assets.defs.runner import QUIET_RUN_CONFIG, DatasetStats, RunSummary
 
 
@@ -25,13 +26,7 @@ def materialize_once(
     with set_defs_state_storage(instance.defs_state_storage):
         job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
-    result = job.execute_in_process(
-        run_config=run_config or QUIET_RUN_CONFIG,
-        instance=instance,
-        asset_selection=list(assets),
-        tags=tags,
-        raise_on_error=False,
-    )
+    result = execute_run(job, instance, assets, tags, run_config or QUIET_RUN_CONFIG)
     elapsed = time.perf_counter() - started
     summary.wall_seconds += elapsed
     summary.run_ids.append(result.run_id)

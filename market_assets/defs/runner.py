@@ -24,6 +24,7 @@ from market_assets.defs.automation.runs import (
 )
 from market_assets.defs.events import observe_materializations
 from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME, split_partition_key
+from market_assets.defs.process_runs import execute_run
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -86,7 +87,9 @@ def materialize_rectangle(
 
     `on_progress(done, total)` counts asset partitions: called as each step's partitions are
     recorded (runs record them in batches, see defs/events.py) and after each run.
-    `run_config` replaces QUIET_RUN_CONFIG (e.g. a quieter console log level).
+    `run_config` replaces QUIET_RUN_CONFIG (e.g. a quieter console log level). Raises
+    RunsInterrupted instead of starting a run after SIGINT/SIGTERM (defs/process_runs.py);
+    `summary` then holds the runs that finished.
     """
     summary = summary or RunSummary()
     registered = register_symbol_keys(instance, symbol_keys)
@@ -111,12 +114,12 @@ def materialize_rectangle(
         started = time.perf_counter()
         observed = 0
         with observe_materializations(observe):
-            result = job.execute_in_process(
-                run_config=run_config or QUIET_RUN_CONFIG,
-                instance=instance,
-                asset_selection=list(request.asset_selection or assets),
-                tags=request.tags,
-                raise_on_error=False,
+            result = execute_run(
+                job,
+                instance,
+                request.asset_selection or assets,
+                request.tags,
+                run_config or QUIET_RUN_CONFIG,
             )
         summary.wall_seconds += time.perf_counter() - started
         summary.run_ids.append(result.run_id)
