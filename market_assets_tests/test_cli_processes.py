@@ -25,6 +25,7 @@ from dagster._core.utils import make_new_run_id
 from psycopg.conninfo import conninfo_to_dict
 
 from market_assets.core.calendar import get_calendar
+from market_assets.query import MarketData
 from market_assets_tests.fixtures.postgres import create_scratch_database, drop_scratch_database
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,10 +86,10 @@ class Workdir:
         return self.logs[process.pid].read_text()
 
     def stored_rows(self) -> pl.DataFrame:
-        """Every stored bars_1m row's (symbol, ts)."""
-        files = sorted((self.data / "ticks" / "minute").rglob("*.parquet"))
-        frames = [pl.read_parquet(f, columns=["symbol", "ts"]) for f in files]
-        return pl.concat(frames) if frames else pl.DataFrame({"symbol": [], "ts": []})
+        """The (symbol, ts) of every bars_1m row stored in the lake (query API)."""
+        market = MarketData(root=str(self.data))
+        first, end = dt.date(2024, 1, 1), dt.date(2025, 1, 1)
+        return market.bars(list(SYMBOLS), first, end, granularity="1m", columns=["symbol", "ts"])
 
     def wait_for(self, condition: Callable[[], Any], what: str, process: subprocess.Popen) -> Any:
         """Poll `condition` until it returns something truthy; fail when `process` ends
