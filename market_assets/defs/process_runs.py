@@ -49,6 +49,7 @@ UNFINISHED_STATUSES = [
     DagsterRunStatus.CANCELING,
 ]
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+SIGNAL_MASKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere the defaults apply
 START_TIME_TOLERANCE_S = 1.0
 
 
@@ -199,7 +200,7 @@ class StopSignals:
     `notify(line)` is told of the first signal; on a second one `stop_now(signum)` runs (in
     the watcher thread) and the process exits with 128 + signum. The default `stop_now`
     reports this process's unfinished runs failed, frees their slots and tells `error`
-    (default `notify`). Only the main thread can enter it.
+    (default `notify`). Enter it from the main thread.
     """
 
     def __init__(
@@ -218,6 +219,8 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         global _active
+        if not SIGNAL_MASKS:
+            return self
         self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         self._thread = threading.Thread(
             target=self._watch, name="market-assets-stop-signals", daemon=True
@@ -233,9 +236,11 @@ class StopSignals:
         traceback: TracebackType | None,
     ) -> None:
         global _active
+        if self._thread is None:
+            return
         _active = None
         self._closing = True
-        if self._thread is not None and self._thread.is_alive():
+        if self._thread.is_alive():
             signal.pthread_kill(self._thread.ident, signal.SIGINT)
             self._thread.join()
         # A signal that came after the watcher stopped is taken here, not by the defaults.
@@ -255,8 +260,10 @@ class StopSignals:
                     "(no further run starts); send it again to stop now"
                 )
                 continue
-            self._stop_now(signum)
-            os._exit(128 + signum)
+            try:
+                self._stop_now(signum)
+            finally:
+                os._exit(128 + signum)
 
     def _fail_current_runs(self, signum: int) -> None:
         name = signal.Signals(signum).name
