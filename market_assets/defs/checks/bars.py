@@ -126,6 +126,8 @@ def run_quality_check(
     pairs = [pair for key in keys for pair in members[key]]
     lake = platform.lake()
     inputs = gather_inputs(lake, config, thresholds, dataset, granularity, pairs)
+    for problem in inputs.unreadable_context:
+        context.log.warning(f"{dataset} quality judged without some context: {problem}")
     read = time.perf_counter()
     report = check_bars(inputs.bars, inputs.context)
     judged = time.perf_counter()
