@@ -97,10 +97,10 @@ def universe_symbols(count: int) -> list[str]:
     return symbols[:count]
 
 
-def prepare(folder: Path, symbols: list[str], buckets: int | None) -> Path:
-    """A config folder: the repository's configs plus the `bench` universe."""
+def prepare(folder: Path, checkout: Path, symbols: list[str], buckets: int | None) -> Path:
+    """A config folder: the checkout's own configs plus the `bench` universe."""
     configs = folder / "configs"
-    shutil.copytree(REPO / "configs", configs)
+    shutil.copytree(checkout / "configs", configs)
     universes = yaml.safe_load((configs / "universes.yaml").read_text())
     bench: dict[str, object] = {"description": "scale benchmark", "symbols": symbols}
     if buckets:
@@ -149,7 +149,7 @@ def backfill(
     """One backfill in a fresh folder and process; its figures."""
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         folder = Path(tmp)
-        configs = prepare(folder, symbols, buckets)
+        configs = prepare(folder, checkout, symbols, buckets)
         database, dsn = scratch_database() if storage == "postgres" else (None, None)
         try:
             env = {
@@ -180,7 +180,7 @@ def backfill(
 def demo_seconds(checkout: Path) -> float:
     """Wall time of `market-assets demo` on a fresh folder (embedded default)."""
     with tempfile.TemporaryDirectory(prefix="scale-demo-") as tmp:
-        shutil.copytree(REPO / "configs", Path(tmp) / "configs")
+        shutil.copytree(checkout / "configs", Path(tmp) / "configs")
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         for name in ("DAGSTER_HOME", "MARKET_ASSETS_DATA_DIR", "MARKET_ASSETS_CONFIG_DIR"):
             env.pop(name, None)
