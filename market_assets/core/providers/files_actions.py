@@ -33,6 +33,7 @@ from market_assets.core.providers.files_read import (
     SYMBOL,
     BadFileError,
     csv_bytes,
+    refuse_truncated,
 )
 from market_assets.core.schemas import ACTION_SCHEMA
 
@@ -92,9 +93,11 @@ def _action_list(
     path: Path, spec: ActionsFileMapping, owners: tuple[str, ...], currency: str | None
 ) -> pl.DataFrame:
     """A CSV list of splits and dividends (one file per symbol, or one with a symbol column)."""
+    data = csv_bytes(path)
+    refuse_truncated(path, data, spec.delimiter)
     try:
         table = pl.read_csv(
-            io.BytesIO(csv_bytes(path)),
+            io.BytesIO(data),
             has_header=spec.header,
             infer_schema=False,
             separator=spec.delimiter,
@@ -142,9 +145,11 @@ def _action_list(
 
 def _lean_factors(path: Path, symbol: str, mapping: FileMapping) -> pl.DataFrame:
     """Splits and dividends from a Lean factor file (see the module docstring)."""
+    data = csv_bytes(path)
+    refuse_truncated(path, data, ",")
     try:
         table = pl.read_csv(
-            io.BytesIO(csv_bytes(path)),
+            io.BytesIO(data),
             has_header=False,
             new_columns=list(LEAN_COLUMNS),
             schema_overrides={"date": pl.String},
