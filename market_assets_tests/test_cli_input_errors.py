@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from market_assets.cli import app
 from market_assets.query import MarketData
+from market_assets_tests.fixtures.permissions import require_permissions_enforced, run_python
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DAYS = ("2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07", "2024-03-08")
@@ -79,3 +80,42 @@ def test_a_vendor_file_cut_mid_line_is_one_error_and_keeps_the_stored_rows(workd
     bars = MarketData(root=workdir / "data").bars(["AAPL", "MSFT"], DAYS[0], "2024-03-09", "1d")
     closes = {s: bars.filter(bars["symbol"] == s)["close"].to_list() for s in ("AAPL", "MSFT")}
     assert closes == {"AAPL": [101.0] * 5, "MSFT": [200.0] * 5}  # MSFT as stored before
+
+
+CLI = "from market_assets.cli import app; app()"
+
+
+def test_ingest_into_a_data_folder_without_write_permission_is_one_error_line(workdir):
+    require_permissions_enforced()
+    data = workdir / "data"
+    data.mkdir()
+    data.chmod(0o555)
+
+    done = run_python(
+        CLI, "ingest", "--dataset", "bars_1d", "--symbols", "AAPL", *WEEK, cwd=workdir,
+        env={"COLUMNS": "200", "MARKET_ASSETS_CONFIG_DIR": str(REPO_CONFIGS)},
+    )  # fmt: skip
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    final = error_line(done.stdout)
+    assert " in bars_1d failed: StoreError: cannot create folder " in final
+    assert f"Permission denied ({data / 'ticks'}); let the user running market-assets" in final
+
+
+def test_a_dagster_home_that_cannot_be_created_is_one_error_line(workdir):
+    require_permissions_enforced()
+    locked = workdir / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+
+    done = run_python(
+        CLI, "ingest", "--dataset", "bars_1d", "--symbols", "AAPL", *WEEK,
+        "--dagster-home", str(locked / "home"), cwd=workdir,
+        env={"COLUMNS": "200", "MARKET_ASSETS_CONFIG_DIR": str(REPO_CONFIGS)},
+    )  # fmt: skip
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    final = error_line(done.stdout)
+    assert final.startswith(f"cannot set up the Dagster home {locked / 'home'}: Permission denied")

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from market_assets.core.calendar import known_calendar
-from market_assets.core.errors import ConfigError
+from market_assets.core.errors import ConfigError, cannot
 from market_assets.core.symbols import validate_symbol
 
 if TYPE_CHECKING:
@@ -282,10 +282,12 @@ class ProvidersFile(_Strict):
 
 
 def _load_yaml(path: Path, model: type[_Strict]) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found (set MARKET_ASSETS_CONFIG_DIR?)")
     try:
+        if not path.is_file():
+            raise ConfigError(f"{path}: file not found (set MARKET_ASSETS_CONFIG_DIR?)")
         raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(cannot("read config file", path, exc)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:

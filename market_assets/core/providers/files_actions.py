@@ -33,6 +33,7 @@ from market_assets.core.providers.files_read import (
     SYMBOL,
     BadFileError,
     csv_bytes,
+    file_exists,
     refuse_truncated,
 )
 from market_assets.core.schemas import ACTION_SCHEMA
@@ -68,7 +69,13 @@ def read_actions_file(
     paths = {symbol: spec.path_for(mapping.root, symbol) for symbol in symbols}
     for path in dict.fromkeys(paths.values()):
         owners = tuple(s for s, p in paths.items() if p == path)
-        if not path.is_file():
+        try:
+            present = file_exists(path)
+        except BadFileError as error:
+            for symbol in owners:
+                problems[symbol] = BadFileError(error.reason, symbols=(symbol,), **context)
+            continue
+        if not present:
             for symbol in owners:
                 problems[symbol] = UnknownSymbolError(
                     f"no actions file for {symbol}: {path} does not exist "

@@ -21,12 +21,14 @@ import csv
 import datetime as dt
 import gzip
 import io
+import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
+from market_assets.core.errors import cannot
 from market_assets.core.providers.base import PermanentError
 from market_assets.core.providers.files_mapping import FileMapping
 
@@ -117,6 +119,22 @@ def _read_table(path: Path, mapping: FileMapping) -> tuple[pl.DataFrame, str]:
         ) from None
     table = table.rename({name: name.strip() for name in table.columns})
     return table.with_row_index(LINE, offset=first_line), "line"
+
+
+def file_exists(path: Path) -> bool:
+    """Whether `path` is a file; BadFileError naming it when this user may not look there."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise BadFileError(cannot("look for", path, exc), vendor=SOURCE) from None
+
+
+def open_folder(root: Path) -> None:
+    """Raise OSError unless `root` is a folder this user may look into (os.stat of `root/.`
+    needs search permission on it); FileNotFoundError when it does not exist."""
+    if not root.is_dir():
+        raise FileNotFoundError(2, "No such folder", str(root))
+    os.stat(os.path.join(root, os.curdir))
 
 
 def csv_bytes(path: Path) -> bytes:
