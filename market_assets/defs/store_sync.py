@@ -79,7 +79,11 @@ def lake_failed(dataset: str, pairs: Sequence[Pair], exc: BaseException) -> Fail
             "PostgreSQL was not written and keeps their previous rows; the lake may hold some "
             "of the new files (they are replaced one by one): re-run these partitions"
         ),
-        metadata={"stores_written": "none", "stores_not_written": "lake, postgresql"},
+        metadata={
+            "stores_not_written": "postgresql",
+            "lake": "some of the new files at most",
+            "cause": one_line(exc),
+        },
     )
 
 
