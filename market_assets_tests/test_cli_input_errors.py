@@ -99,8 +99,10 @@ def test_ingest_into_a_data_folder_without_write_permission_is_one_error_line(wo
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     final = error_line(done.stdout)
-    assert " in bars_1d failed: StoreError: cannot create folder " in final
-    assert f"Permission denied ({data / 'ticks'}); let the user running market-assets" in final
+    assert (
+        f" in bars_1d failed: StoreError: cannot open the write lock {data / '.lake.lock'}: "
+        "Permission denied; let the user running market-assets"
+    ) in final
 
 
 def test_a_dagster_home_that_cannot_be_created_is_one_error_line(workdir):

@@ -29,7 +29,7 @@ def _enforced() -> None:
     require_permissions_enforced()
 
 
-def test_lake_write_into_a_folder_without_write_permission_names_folder_and_operation(tmp_path):
+def test_lake_write_into_a_root_without_write_permission_names_the_lock_file(tmp_path):
     root = tmp_path / "lake"
     root.mkdir()
     root.chmod(0o555)
@@ -39,8 +39,22 @@ def test_lake_write_into_a_folder_without_write_permission_names_folder_and_oper
 
     assert kind == "StoreError"
     assert "\n" not in message
-    assert message.startswith(f"cannot create folder {root / 'ticks/daily/AAPL/2024'}: ")
-    assert f"Permission denied ({root / 'ticks'}); let the user running market-assets" in message
+    assert message.startswith(f"cannot open the write lock {root / '.lake.lock'}: Permission")
+    assert "let the user running market-assets" in message
+
+
+def test_lake_write_under_a_folder_without_write_permission_names_folder_and_operation(tmp_path):
+    root = tmp_path / "lake"
+    (root / "ticks").mkdir(parents=True)
+    (root / "ticks").chmod(0o555)
+
+    kind, message = outcome(SYNTHETIC_WEEK + f"ParquetLake({str(root)!r}).write_partitions("
+                            "'bars_1d', bars, pairs)")  # fmt: skip
+
+    assert kind == "StoreError"
+    assert "\n" not in message
+    assert message.startswith(f"cannot create folder {root / 'ticks/daily/AAPL'}")
+    assert f"Permission denied ({root / 'ticks/daily'}); let the user running" in message
 
 
 def test_lake_read_under_a_folder_without_search_permission_names_the_file(tmp_path):
@@ -53,7 +67,7 @@ def test_lake_read_under_a_folder_without_search_permission_names_the_file(tmp_p
     )
 
     assert kind == "StoreError"
-    assert message.startswith(f"cannot look for {root / 'ticks/daily/AAPL/2024/ticks.parquet'}")
+    assert message.startswith(f"cannot look at {root / 'ticks/daily/AAPL/'}")
     assert "Permission denied" in message
 
 
