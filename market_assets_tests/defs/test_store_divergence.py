@@ -28,7 +28,7 @@ from market_assets.defs.runner import step_metadata
 from market_assets.query import MarketData
 from market_assets_tests.defs.test_bar_pipeline import make_pipeline, partition_status
 from market_assets_tests.fixtures.postgres import (
-    ADMIN_DSN,
+    PgServer,
     create_scratch_database,
     drop_scratch_database,
 )
@@ -40,22 +40,28 @@ PASSWORD = "not-for-logs"  # trust auth ignores it; it must never show in a mess
 
 
 @pytest.fixture
-def dsn() -> Iterator[str]:
-    """A scratch database on the plain PostgreSQL server, with a password in its DSN."""
-    plain = create_scratch_database(ADMIN_DSN, prefix="market_assets_diverge")
+def dsn(pg_server: PgServer) -> Iterator[str]:
+    """A scratch database on each test server in turn, with a password in its DSN."""
+    plain = create_scratch_database(pg_server.admin_dsn, prefix="market_assets_diverge")
     try:
         with TimescaleStore(plain) as store:
             store.ensure_schema()
         yield make_conninfo(plain, password=PASSWORD)
     finally:
         set_connections(plain, allowed=True)
-        drop_scratch_database(plain)
+        drop_scratch_database(plain, pg_server.admin_dsn)
+
+
+def server_of(dsn: str) -> str:
+    """How messages name the server of `dsn` (never with its password)."""
+    info = conninfo_to_dict(dsn)
+    return f"host={info['host']} port={info['port']} dbname={info['dbname']}"
 
 
 def set_connections(dsn: str, *, allowed: bool) -> None:
     """Let clients into the database again, or refuse new ones and end the open ones."""
     name = conninfo_to_dict(dsn)["dbname"]
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+    with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as admin:
         admin.execute(
             sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
                 sql.Identifier(name), sql.SQL("true" if allowed else "false")
@@ -111,12 +117,11 @@ def test_postgresql_lost_mid_run_names_the_cause_and_the_next_run_copies_from_th
     failed = pipeline.run(["bars_1m", "bars_5m"], SESSIONS, SYMBOLS, expect_failure=True)
 
     line = run_failure(pipeline.instance, failed.failed_runs[0]).line()
-    name = conninfo_to_dict(dsn)["dbname"]
     assert "\n" not in line
     assert " in bars_5m failed: " in line
     assert (
         "bars_5m: 6 partition(s) (2024-03-07|AAPL .. 2024-03-11|MSFT) are in the lake but not "
-        f"in PostgreSQL (host=127.0.0.1 port=5432 dbname={name}), which keeps their previous rows"
+        f"in PostgreSQL ({server_of(dsn)}), which keeps their previous rows"
     ) in line
     assert "terminating connection due to administrator command" in line
     assert "the store is closed" not in line and PASSWORD not in line
@@ -156,7 +161,7 @@ def test_postgresql_refusing_the_first_connection_is_repaired_by_a_plain_re_run(
 
     line = run_failure(pipeline.instance, failed.failed_runs[0]).line()
     assert "bars_1m: 6 partition(s) (2024-03-07|AAPL .. 2024-03-11|MSFT) are in the lake" in line
-    assert "cannot connect to PostgreSQL (host=127.0.0.1 port=5432" in line
+    assert f"cannot connect to PostgreSQL ({server_of(dsn)}): " in line
     assert "is not currently accepting connections" in line
     assert PASSWORD not in line
     set_connections(dsn, allowed=True)
