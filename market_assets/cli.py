@@ -39,9 +39,14 @@ def _prepare_environment(
 ) -> None:
     """Point Dagster and the platform at their folders before anything imports them."""
     home = (dagster_home or Path(os.environ.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME))).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_HOME_YAML)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(DAGSTER_HOME_YAML)
+    except OSError as exc:
+        from market_assets.core.errors import cannot
+
+        _fail(f"{cannot('set up the Dagster home', home, exc)} (--dagster-home, $DAGSTER_HOME)")
     os.environ["DAGSTER_HOME"] = str(home)
     if data_dir:
         os.environ["MARKET_ASSETS_DATA_DIR"] = data_dir

@@ -38,7 +38,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from market_assets.core.errors import StoreError
+from market_assets.core.errors import StoreError, cannot
 
 
 class _AnyVersion:
@@ -220,6 +220,8 @@ class LocalStore:
             return self._version_of(full.stat())
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StoreError(cannot("look at", full, exc)) from exc
 
     def get(self, path: str) -> tuple[bytes | None, str | None]:
         full = self._full(path)
@@ -233,7 +235,7 @@ class LocalStore:
             raise StoreError(f"cannot read {full}: {exc}") from exc
 
     def read_sources(self, paths: Sequence[str]) -> list[str | bytes]:
-        return [str(full) for full in map(self._full, paths) if full.exists()]
+        return [str(full) for full in map(self._full, paths) if _exists(full)]
 
     def snapshot(self, paths: Sequence[str]) -> list[tuple[str | bytes | None, str | None]]:
         found: list[tuple[str | bytes | None, str | None]] = []
@@ -254,6 +256,8 @@ class LocalStore:
             return sorted(os.listdir(self._full(folder)))
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as exc:
+            raise StoreError(cannot("list folder", self._full(folder), exc)) from exc
 
     def prune_folder(self, folder: str) -> None:
         full = self._full(folder)
@@ -290,7 +294,7 @@ class LocalStore:
 
     def put(self, path: str, data: bytes, expected_version: Version = ANY_VERSION) -> None:
         full = self._full(path)
-        full.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(full.parent)
         self._sweep(full.parent)
         self._check_version(full, expected_version)
         temp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
@@ -304,7 +308,7 @@ class LocalStore:
         except BaseException as exc:
             temp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise StoreError(f"cannot write {full}: {exc}") from exc
+                raise StoreError(cannot("write", full, exc)) from exc
             raise
 
     def delete(self, path: str, expected_version: Version = ANY_VERSION) -> None:
@@ -316,15 +320,17 @@ class LocalStore:
             raise StoreError(f"cannot delete {full}: {exc}") from exc
 
     def exists(self, path: str) -> bool:
-        return self._full(path).exists()
+        return _exists(self._full(path))
 
     @contextlib.contextmanager
     def locked(self, path: str) -> Iterator[object]:
         """Hold the write lock of `path` (a byte of `.lake.lock` at the root): excludes other
         threads and processes; leaves no file beside the data."""
         lock = _striped_lock(self.root / LOCK_FILE)
+        entered = False
         try:
             with lock.hold(path, LOCK_TIMEOUT_SECONDS):
+                entered = True
                 yield lock
         except TimeoutError as exc:
             raise StoreError(
@@ -332,6 +338,24 @@ class LocalStore:
                 f"{self._full(path)}; another writer holds it (a lock of a killed process is "
                 "released by the system, so a writer is still running)"
             ) from exc
+        except OSError as exc:
+            if entered:
+                raise
+            raise StoreError(cannot("open the write lock", self.root / LOCK_FILE, exc)) from exc
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(cannot("create folder", folder, exc)) from exc
+
+
+def _exists(full: Path) -> bool:
+    try:
+        return full.exists()
+    except OSError as exc:
+        raise StoreError(cannot("look for", full, exc)) from exc
 
 
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
