@@ -226,14 +226,18 @@ def main() -> None:
                 else len(arctic_result.data)
             )
             if lake_rows != arctic_rows:
-                raise RuntimeError(f"{name}: lake returned {lake_rows} rows, ArcticDB {arctic_rows}")
+                raise RuntimeError(
+                    f"{name}: lake returned {lake_rows} rows, ArcticDB {arctic_rows}"
+                )
         reads = best_of(cases, args.repeat)
 
     rows = {case.name: case.rows for case in cases}
     rows["write 1m bulk"] = minute.height
     rows["write 1d bulk"] = daily.height
     results = {**writes, **reads}
-    header = f"{'operation':<44} {'rows':>10} {'lake ms':>10} {'arcticdb ms':>12} {'lake/arctic':>12}"
+    header = (
+        f"{'operation':<44} {'rows':>10} {'lake ms':>10} {'arcticdb ms':>12} {'lake/arctic':>12}"
+    )
     print(header)
     print("-" * len(header))
     for name, (lake_s, arctic_s) in results.items():
