@@ -71,7 +71,10 @@ from dagster._core.definitions.partitions.context import (
     partition_loading_context,
     use_partition_loading_context,
 )
+from dagster._core.definitions.partitions.mapping import IdentityPartitionMapping
+from dagster._core.definitions.partitions.mapping.partition_mapping import UpstreamPartitionsResult
 from dagster._core.definitions.partitions.subset import DefaultPartitionsSubset
+from dagster._core.definitions.partitions.utils.multi import MULTIPARTITION_KEY_DELIMITER
 from dagster._core.errors import DagsterDefinitionChangedDeserializationError
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -271,11 +274,40 @@ def rectangle_backfill_run_requests(
     return requests
 
 
-def _keys_not_in(partitions_def: MultiPartitionsDefinition, keys: set[str]) -> set[str]:
-    """Which of `keys` are not partitions of `partitions_def`, checking each dimension
-    against only the keys named (Dagster's `filter_valid_partition_keys`)."""
-    valid = {str(key) for key in partitions_def.filter_valid_partition_keys(keys)}
-    return {key for key in keys if key not in valid}
+KEY_LIST_ABOVE = 32
+"""From this many keys of a time window dimension, check them against its key list."""
+
+
+def _valid_in_dimension(dimension: PartitionsDefinition, keys: set[str]) -> set[str]:
+    # TimeWindowPartitionsDefinition.has_partition_key (what Dagster's own
+    # filter_valid_partition_keys does per key) costs ~10 ms a key for our sessions (its
+    # hash is its repr, with every holiday); listing its ~4,500 keys costs ~0.5 s once.
+    if isinstance(dimension, TimeWindowPartitionsDefinition) and len(keys) > KEY_LIST_ABOVE:
+        return keys & set(dimension.get_partition_keys())
+    return {str(key) for key in dimension.filter_valid_partition_keys(keys)}
+
+
+def valid_partition_keys(
+    partitions_def: MultiPartitionsDefinition, keys: Iterable[str]
+) -> set[str]:
+    """The `keys` that are partitions of `partitions_def` now, in the current partition
+    loading context: the same answer as `key in partitions_def.get_partition_keys()`, found
+    by checking each dimension against the keys named (a dynamic dimension: one query)
+    instead of listing every combination of both dimensions."""
+    # Key strings join the dimensions' keys in name order with "|"
+    # (MultiPartitionsDefinition sorts its dimensions by name).
+    split = {str(key): str(key).split(MULTIPARTITION_KEY_DELIMITER) for key in keys}
+    dimensions = [d.partitions_def for d in partitions_def.partitions_defs]
+    split = {key: parts for key, parts in split.items() if len(parts) == len(dimensions)}
+    valid = [
+        _valid_in_dimension(dimension, {parts[i] for parts in split.values()})
+        for i, dimension in enumerate(dimensions)
+    ]
+    return {
+        key
+        for key, parts in split.items()
+        if all(p in v for p, v in zip(parts, valid, strict=True))
+    }
 
 
 def _replace(owner: Any, name: str, build: Callable[[Any], Any], parameters: list[str]) -> bool:
@@ -326,7 +358,8 @@ def _launch_validation(dagster_method: Callable[..., EntitySubset]) -> Callable[
             and isinstance(value, DefaultPartitionsSubset)
         ):
             return dagster_method(self, key=key, candidate_subset=candidate_subset)
-        missing = _keys_not_in(partitions_def, {str(k) for k in value.get_partition_keys()})
+        keys = {str(k) for k in value.get_partition_keys()}
+        missing = keys - valid_partition_keys(partitions_def, keys)
         return EntitySubset(
             self, key=key, value=_ValidatedEntitySubsetValue(DefaultPartitionsSubset(missing))
         )
@@ -351,9 +384,8 @@ def _iteration_validation(dagster_check: Callable[..., None]) -> Callable[..., N
             dagster_check(asset_key, asset_graph, target_partitions_subset, instance_queryer)
             return
         with partition_loading_context(dynamic_partitions_store=instance_queryer):
-            removed = _keys_not_in(
-                partitions_def, set(target_partitions_subset.get_partition_keys())
-            )
+            keys = {str(k) for k in target_partitions_subset.get_partition_keys()}
+            removed = keys - valid_partition_keys(partitions_def, keys)
         if removed:
             raise DagsterDefinitionChangedDeserializationError(
                 f"Targeted partitions for asset {asset_key} have been removed since this "
@@ -361,6 +393,76 @@ def _iteration_validation(dagster_check: Callable[..., None]) -> Callable[..., N
             )
 
     return _check_target_partitions_subset_is_valid
+
+
+def _identity_downstream(dagster_method: Callable[..., Any]) -> Callable[..., Any]:
+    def get_downstream_partitions_for_partitions(
+        self: IdentityPartitionMapping,
+        upstream_partitions_subset: Any,
+        upstream_partitions_def: Any,
+        downstream_partitions_def: Any,
+        current_time: Any = None,
+        dynamic_partitions_store: Any = None,
+    ) -> Any:
+        if not (
+            isinstance(upstream_partitions_def, MultiPartitionsDefinition)
+            and isinstance(downstream_partitions_def, MultiPartitionsDefinition)
+            and upstream_partitions_def != downstream_partitions_def
+            and upstream_partitions_subset is not None
+        ):
+            return dagster_method(
+                self,
+                upstream_partitions_subset,
+                upstream_partitions_def,
+                downstream_partitions_def,
+                current_time,
+                dynamic_partitions_store,
+            )
+        # Dagster: the upstream keys that are also downstream keys.
+        with partition_loading_context(current_time, dynamic_partitions_store):
+            keys = valid_partition_keys(
+                downstream_partitions_def, upstream_partitions_subset.get_partition_keys()
+            )
+            return downstream_partitions_def.empty_subset().with_partition_keys(list(keys))
+
+    return get_downstream_partitions_for_partitions
+
+
+def _identity_upstream(dagster_method: Callable[..., Any]) -> Callable[..., Any]:
+    def get_upstream_mapped_partitions_result_for_partitions(
+        self: IdentityPartitionMapping,
+        downstream_partitions_subset: Any,
+        downstream_partitions_def: Any,
+        upstream_partitions_def: Any,
+        current_time: Any = None,
+        dynamic_partitions_store: Any = None,
+    ) -> UpstreamPartitionsResult:
+        if not (
+            isinstance(upstream_partitions_def, MultiPartitionsDefinition)
+            and isinstance(downstream_partitions_def, MultiPartitionsDefinition)
+            and upstream_partitions_def != downstream_partitions_def
+            and downstream_partitions_subset is not None
+        ):
+            return dagster_method(
+                self,
+                downstream_partitions_subset,
+                downstream_partitions_def,
+                upstream_partitions_def,
+                current_time,
+                dynamic_partitions_store,
+            )
+        # Dagster: the downstream keys that are upstream keys, and those that are not.
+        with partition_loading_context(current_time, dynamic_partitions_store):
+            keys = {str(k) for k in downstream_partitions_subset.get_partition_keys()}
+            upstream = valid_partition_keys(upstream_partitions_def, keys)
+            return UpstreamPartitionsResult(
+                partitions_subset=upstream_partitions_def.subset_with_partition_keys(
+                    list(upstream)
+                ),
+                required_but_nonexistent_subset=DefaultPartitionsSubset(keys - upstream),
+            )
+
+    return get_upstream_mapped_partitions_result_for_partitions
 
 
 def install_backfill_replacements() -> bool:
@@ -387,6 +489,32 @@ def install_backfill_replacements() -> bool:
                 "_check_target_partitions_subset_is_valid",
                 _iteration_validation,
                 ["asset_key", "asset_graph", "target_partitions_subset", "instance_queryer"],
+            ),
+            _replace(
+                IdentityPartitionMapping,
+                "get_downstream_partitions_for_partitions",
+                _identity_downstream,
+                [
+                    "self",
+                    "upstream_partitions_subset",
+                    "upstream_partitions_def",
+                    "downstream_partitions_def",
+                    "current_time",
+                    "dynamic_partitions_store",
+                ],
+            ),
+            _replace(
+                IdentityPartitionMapping,
+                "get_upstream_mapped_partitions_result_for_partitions",
+                _identity_upstream,
+                [
+                    "self",
+                    "downstream_partitions_subset",
+                    "downstream_partitions_def",
+                    "upstream_partitions_def",
+                    "current_time",
+                    "dynamic_partitions_store",
+                ],
             ),
         ]
     )
