@@ -1,8 +1,10 @@
 """Backfills of session x symbol key assets launched from the Dagster UI or GraphQL.
 
 Two things Dagster 1.13 does with such backfills are replaced here, in the processes that do
-them (the webserver and the backfill daemon), through the names Dagster calls them by. The
-processes load this module with the instance (`MarketAssetsInstance`, defs/instance.py).
+them (the webserver and the backfill daemon), by setting the names Dagster calls (module
+functions and methods of Dagster internals, each checked against dagster 1.13.x and its
+signature). Those processes import no user code: they load this module with the instance
+(`MarketAssetsInstance`, defs/instance.py, named in dagster.yaml).
 
 1. Runs as rectangles. The daemon turns the partitions it is about to request into runs with
    `build_run_requests_with_backfill_policies`
@@ -26,15 +28,18 @@ processes load this module with the instance (`MarketAssetsInstance`, defs/insta
    runs tagged with the backfill id, marks the ranges of failed or canceled runs failed,
    retries, cancels and shows it all in the UI.
 
-2. Validating a backfill without listing every partition. Launching a backfill
+2. Checking partitions without listing every one. Launching a backfill
    (`assert_valid_asset_partition_backfill` in the webserver, through
    `AssetGraphView.get_subset_not_in_graph`) and every daemon iteration
    (`_check_target_partitions_subset_is_valid`) check that the targeted keys exist by
-   subtracting `partitions_def.subset_with_all_partitions()`: for sessions x 500 symbol keys
-   that builds 2.2 million MultiPartitionKey objects (22 s and 2 GB in the webserver for a
-   one-symbol history). For a MultiPartitionsDefinition the replacements ask Dagster's own
-   `filter_valid_partition_keys`, which validates each dimension against only the keys the
-   backfill names; the answer (and the error raised) is the same.
+   subtracting `partitions_def.subset_with_all_partitions()`; and `IdentityPartitionMapping`
+   maps keys between two different definitions (bars_1d -> options_chains, which starts
+   later) by intersecting with `get_partition_keys()`. For ~4,500 sessions x 500 symbol keys
+   each lists 2.2 million MultiPartitionKey objects: a one-symbol history took 22 s and 2 GB
+   in the webserver, before any run. For MultiPartitionsDefinitions the replacements give the
+   same answers (and raise the same errors) from `valid_partition_keys`, which checks each
+   dimension against only the keys named: a dynamic dimension with one query, a time window
+   against its key list (its `has_partition_key` costs ~10 ms a key here).
 
 Where Dagster is not 1.13.x or a replaced function's signature changed, nothing is replaced
 (a warning says so) and Dagster behaves as shipped: correct, with more runs and more memory.
@@ -88,7 +93,8 @@ log = logging.getLogger(__name__)
 DAGSTER_SERIES = "1.13."
 """The Dagster minor whose internals this module replaces."""
 
-_REPLACED = "_market_assets_replaces"
+DAGSTER_ORIGINAL = "_market_assets_replaces"
+"""Attribute of each replacement holding the Dagster function it replaced."""
 
 DagsterPlanner = Callable[[Iterable[AssetKeyPartitionKey], Any, Any], Sequence[RunRequest]]
 
@@ -314,7 +320,7 @@ def _replace(owner: Any, name: str, build: Callable[[Any], Any], parameters: lis
     """Replace `owner.name` with `build(current)` once, if Dagster is 1.13.x and the current
     function still takes `parameters`; True when replaced (now or before)."""
     current = getattr(owner, name)
-    if getattr(current, _REPLACED, False):
+    if hasattr(current, DAGSTER_ORIGINAL):
         return True
     if not dagster.__version__.startswith(DAGSTER_SERIES) or (
         list(inspect.signature(current).parameters) != parameters
@@ -328,7 +334,7 @@ def _replace(owner: Any, name: str, build: Callable[[Any], Any], parameters: lis
         )
         return False
     replacement = build(current)
-    setattr(replacement, _REPLACED, True)
+    setattr(replacement, DAGSTER_ORIGINAL, current)
     setattr(owner, name, replacement)
     return True
 

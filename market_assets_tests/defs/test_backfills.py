@@ -11,6 +11,8 @@ import pytest
 import yaml
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.definitions.partitions.mapping import IdentityPartitionMapping
 from dagster._core.execution import asset_backfill
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -26,7 +28,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market_assets.core.calendar import get_calendar
-from market_assets.defs.backfills import Rectangle, cover_with_rectangles
+from market_assets.defs.backfills import (
+    DAGSTER_ORIGINAL,
+    Rectangle,
+    cover_with_rectangles,
+    install_backfill_replacements,
+    valid_partition_keys,
+)
 from market_assets.defs.events import DEFERRED_EVENTS_TAG
 from market_assets.defs.runner import register_symbol_keys
 
@@ -124,6 +132,87 @@ def test_cover_of_any_selection_is_exact_and_within_the_run_size(cells, per_run)
     assert sorted(covered) == sorted(keys)  # every key once, nothing else
 
 
+# --- partition checks without listing every partition: Dagster's answers -----------------
+
+
+def _dagster_original(owner, name):
+    function = getattr(owner, name)
+    return getattr(function, DAGSTER_ORIGINAL, function)
+
+
+@pytest.fixture
+def defs_and_instance(location):
+    from market_assets.definitions import build_definitions
+
+    with DagsterInstance.ephemeral() as instance:
+        register_symbol_keys(instance, SYMBOLS)
+        yield build_definitions(), instance
+
+
+@pytest.mark.parametrize("padding", [0, 40], ids=["few keys", "many keys"])
+def test_valid_partition_keys_agree_with_dagsters_full_listing(defs_and_instance, padding):
+    defs, instance = defs_and_instance
+    partitions_def = defs.resolve_assets_def("bars_1d").partitions_def
+    named = [
+        "2024-03-04|AAPL",
+        "2024-12-24|JPM",  # early close: a session
+        "2024-12-25|AAPL",  # holiday
+        "2024-03-09|MSFT",  # Saturday
+        "2008-12-31|AAPL",  # before the dataset's start
+        "2099-01-02|AAPL",  # future
+        "2024-03-04|TSLA",  # symbol key not registered
+        "2024-03-04",  # one dimension only
+        "2024-03-04|AAPL|X",
+        "04/03/2024|AAPL",
+    ] + [f"{s}|NVDA" for s in _sessions(dt.date(2023, 1, 3), padding)]
+
+    with partition_loading_context(dynamic_partitions_store=instance):
+        every = {str(key) for key in partitions_def.get_partition_keys()}
+        valid = valid_partition_keys(partitions_def, named)
+
+    assert valid == {key for key in named if key in every}
+    assert "2024-12-24|JPM" in valid and "2024-12-25|AAPL" not in valid
+
+
+def test_identity_mapping_between_definitions_with_other_starts_maps_as_dagster_does(
+    defs_and_instance, dagster_functions
+):
+    defs, instance = defs_and_instance
+    install_backfill_replacements()
+    bars = defs.resolve_assets_def("bars_1d").partitions_def
+    chains = defs.resolve_assets_def("options_chains").partitions_def  # starts in 2024
+    assert bars != chains
+    keys = [f"{s}|{k}" for s in _sessions(dt.date(2023, 12, 27), 6) for k in ("AAPL", "JPM")]
+    mapping = IdentityPartitionMapping()
+    with partition_loading_context(dynamic_partitions_store=instance):
+        for name, args in (
+            (
+                "get_downstream_partitions_for_partitions",
+                (bars.subset_with_partition_keys(keys), bars, chains),
+            ),
+            (
+                "get_upstream_mapped_partitions_result_for_partitions",
+                (chains.subset_with_partition_keys([k for k in keys if k >= "2024"]), chains, bars),
+            ),
+            (
+                "get_upstream_mapped_partitions_result_for_partitions",
+                (bars.subset_with_partition_keys(keys), bars, chains),
+            ),
+        ):
+            ours = getattr(mapping, name)(*args)
+            dagsters = _dagster_original(IdentityPartitionMapping, name)(mapping, *args)
+            if name.startswith("get_upstream"):
+                assert set(ours.partitions_subset.get_partition_keys()) == set(
+                    dagsters.partitions_subset.get_partition_keys()
+                )
+                assert set(ours.required_but_nonexistent_subset.get_partition_keys()) == set(
+                    dagsters.required_but_nonexistent_subset.get_partition_keys()
+                )
+            else:
+                assert set(ours.get_partition_keys()) == set(dagsters.get_partition_keys())
+                assert set(ours.get_partition_keys()) == {k for k in keys if k >= "2024"}
+
+
 # --- through Dagster: GraphQL launch + the daemon's backfill iteration ----------------------
 
 
@@ -134,6 +223,8 @@ def dagster_functions(monkeypatch):
         (asset_backfill, "build_run_requests_with_backfill_policies"),
         (asset_backfill, "_check_target_partitions_subset_is_valid"),
         (AssetGraphView, "get_subset_not_in_graph"),
+        (IdentityPartitionMapping, "get_downstream_partitions_for_partitions"),
+        (IdentityPartitionMapping, "get_upstream_mapped_partitions_result_for_partitions"),
     ):
         monkeypatch.setattr(owner, name, getattr(owner, name))
 
@@ -190,10 +281,12 @@ def _launch(context, partition_names: list[str]) -> dict:
 
 
 def _iterate(context, backfill_id: str, times: int) -> None:
+    """Run the backfill daemon's iteration up to `times` times, until the backfill ends."""
     logger = get_default_daemon_logger("BackfillDaemon")
+    ongoing = {BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING}
     for _ in range(times):
         list(execute_backfill_iteration(context, logger))
-        if context.instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED:
+        if context.instance.get_backfill(backfill_id).status not in ongoing:
             return
 
 
@@ -274,3 +367,23 @@ def test_ui_backfill_naming_an_unregistered_symbol_key_is_refused_naming_the_par
             "partitionKeys": [f"{session}|TSLA"],
         }
         assert instance.get_backfills() == []
+
+
+def test_ui_backfill_whose_symbol_key_was_removed_fails_naming_the_partitions(
+    location, dagster_functions
+):
+    with _instance(execute_runs=False) as instance:
+        register_symbol_keys(instance, SYMBOLS)
+        session = _sessions(dt.date(2024, 3, 4), 1)[0]
+        with create_test_daemon_workspace_context(location, instance) as context:
+            launched = _launch(context, [f"{session}|AAPL", f"{session}|NVDA"])
+            instance.delete_dynamic_partition("symbols", "NVDA")
+
+            _iterate(context, launched["backfillId"], times=3)
+
+        backfill = instance.get_backfill(launched["backfillId"])
+        assert backfill.status == BulkActionStatus.FAILED
+        assert f"The following partitions were removed: ['{session}|NVDA']" in (
+            backfill.error.message
+        )
+        assert instance.get_runs() == []
