@@ -27,6 +27,10 @@ DAGSTER_HOME_YAML = """\
 # The full stack's PostgreSQL-backed instance is ../dagster.yaml (see README).
 telemetry:
   enabled: false
+# UI backfills run as rectangles of sessions x symbol keys (market_assets/defs/backfills.py).
+instance_class:
+  module: market_assets.defs.instance
+  class: MarketAssetsInstance
 """
 WIDE_TERMINAL = 120  # from this width the summary also shows where each dataset is stored
 SILENT_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
