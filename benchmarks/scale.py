@@ -86,6 +86,7 @@ print(json.dumps({
     "sessions": len(sessions),
     "keys": len(keys),
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
 }))
 """
 
@@ -96,10 +97,10 @@ def universe_symbols(count: int) -> list[str]:
     return symbols[:count]
 
 
-def prepare(folder: Path, symbols: list[str], buckets: int | None) -> Path:
-    """A config folder: the repository's configs plus the `bench` universe."""
+def prepare(folder: Path, checkout: Path, symbols: list[str], buckets: int | None) -> Path:
+    """A config folder: the checkout's own configs plus the `bench` universe."""
     configs = folder / "configs"
-    shutil.copytree(REPO / "configs", configs)
+    shutil.copytree(checkout / "configs", configs)
     universes = yaml.safe_load((configs / "universes.yaml").read_text())
     bench: dict[str, object] = {"description": "scale benchmark", "symbols": symbols}
     if buckets:
@@ -148,7 +149,7 @@ def backfill(
     """One backfill in a fresh folder and process; its figures."""
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         folder = Path(tmp)
-        configs = prepare(folder, symbols, buckets)
+        configs = prepare(folder, checkout, symbols, buckets)
         database, dsn = scratch_database() if storage == "postgres" else (None, None)
         try:
             env = {
@@ -179,7 +180,7 @@ def backfill(
 def demo_seconds(checkout: Path) -> float:
     """Wall time of `market-assets demo` on a fresh folder (embedded default)."""
     with tempfile.TemporaryDirectory(prefix="scale-demo-") as tmp:
-        shutil.copytree(REPO / "configs", Path(tmp) / "configs")
+        shutil.copytree(checkout / "configs", Path(tmp) / "configs")
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         for name in ("DAGSTER_HOME", "MARKET_ASSETS_DATA_DIR", "MARKET_ASSETS_CONFIG_DIR"):
             env.pop(name, None)
@@ -214,7 +215,7 @@ def ui_figures() -> dict[str, str]:
     return dict(part.split("=", 1) for part in lines[-1].split()[1:])
 
 
-def row(label: str, figures: dict) -> tuple[str, int, float, float, float, float, float]:
+def row(label: str, figures: dict) -> tuple[str, int, float, float, float, float, float, float]:
     partitions = sum(figures["partitions"].values())
     dagster = max(figures["runs_wall"] - figures["ours"], 0.0)
     return (
@@ -224,6 +225,7 @@ def row(label: str, figures: dict) -> tuple[str, int, float, float, float, float
         1000 * dagster / max(partitions, 1),
         figures["events"] / max(partitions, 1),
         figures["wall"],
+        figures.get("cpu_s", float("nan")),
         figures["peak_rss_mb"],
     )
 
@@ -255,7 +257,9 @@ def main() -> None:
         f"{len(symbols)} symbols ({'bucket x' + str(buckets) if buckets else 'one key each'}), "
         f"sessions {first} .. {last}, assets {', '.join(DAILY_ASSETS)} + checks"
     )
-    header = ("run", "partitions", "ours ms/p", "dagster ms/p", "events/p", "wall s", "rss MB")
+    header = (
+        "run", "partitions", "ours ms/p", "dagster ms/p", "events/p", "wall s", "cpu s", "rss MB"
+    )
     print(f"{header[0]:<22}" + "".join(f"{h:>14}" for h in header[1:]))
     results: dict[tuple[str, str], dict] = {}
     for label, checkout in checkouts:
@@ -265,7 +269,7 @@ def main() -> None:
             name, *values = row(f"{label} {storage}", figures)
             print(
                 f"{name:<22}{values[0]:>14,}{values[1]:>14.3f}{values[2]:>14.3f}"
-                f"{values[3]:>14.2f}{values[4]:>14.1f}{values[5]:>14.0f}"
+                f"{values[3]:>14.2f}{values[4]:>14.1f}{values[5]:>14.1f}{values[6]:>14.0f}"
             )
             if figures["failed_runs"]:
                 print(f"  {figures['failed_runs']} run(s) failed")

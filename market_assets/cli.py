@@ -31,6 +31,10 @@ DAGSTER_HOME_YAML = """\
 # The full stack's PostgreSQL-backed instance is ../dagster.yaml (see README).
 telemetry:
   enabled: false
+# UI backfills run as rectangles of sessions x symbol keys (market_assets/defs/backfills.py).
+instance_class:
+  module: market_assets.defs.instance
+  class: MarketAssetsInstance
 """
 WIDE_TERMINAL = 120  # from this width the summary also shows where each dataset is stored
 SILENT_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -43,13 +47,18 @@ def _prepare_environment(
 ) -> None:
     """Point Dagster and the platform at their folders, and create the instance there."""
     home = (dagster_home or Path(os.environ.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME))).resolve()
-    home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     if data_dir:
         os.environ["MARKET_ASSETS_DATA_DIR"] = data_dir
     if config_dir:
         os.environ["MARKET_ASSETS_CONFIG_DIR"] = str(config_dir)
-    _create_instance_once(home)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        _create_instance_once(home)
+    except OSError as exc:
+        from market_assets.core.errors import cannot
+
+        _fail(f"{cannot('set up the Dagster home', home, exc)} (--dagster-home, $DAGSTER_HOME)")
 
 
 def _create_instance_once(home: Path) -> None:

@@ -48,6 +48,7 @@ def test_demo_ingests_the_demo_universe_into_data_and_records_runs(workdir):
     os.environ["DAGSTER_HOME"] = str(workdir / ".dagster_home")
     try:
         with DagsterInstance.get() as instance:
+            assert type(instance).__name__ == "MarketAssetsInstance"  # UI backfills: rectangles
             assert len(instance.get_runs()) == 3  # minute bars, daily bars, option chains
             selected = {
                 key.to_user_string()

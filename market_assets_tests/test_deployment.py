@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -27,13 +28,16 @@ def test_dagster_yaml_gives_a_postgresql_backed_instance(tmp_path):
             "DAGSTER_PG_USER": params.get("user", "postgres"),
             "DAGSTER_PG_PASSWORD": params.get("password", ""),
             "DAGSTER_PG_DB": params["dbname"],
+            # the code under test, when it is not the installed checkout
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         }
         probe = (
             "from dagster import DagsterInstance\n"
             "i = DagsterInstance.get()\n"
             "i.add_dynamic_partitions('symbols', ['AAPL'])\n"
-            "print(type(i.run_storage).__name__, type(i.event_log_storage).__name__,"
-            " type(i.run_coordinator).__name__, i.get_dynamic_partitions('symbols'))\n"
+            "print(type(i).__name__, type(i.run_storage).__name__,"
+            " type(i.event_log_storage).__name__, type(i.run_coordinator).__name__,"
+            " i.get_dynamic_partitions('symbols'))\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
@@ -43,6 +47,7 @@ def test_dagster_yaml_gives_a_postgresql_backed_instance(tmp_path):
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [
+        "MarketAssetsInstance",
         "PostgresRunStorage",
         "PostgresEventLogStorage",
         "QueuedRunCoordinator",

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from market_assets.core.calendar import known_calendar
-from market_assets.core.errors import ConfigError
+from market_assets.core.errors import ConfigError, cannot
 from market_assets.core.symbols import validate_symbol
 
 if TYPE_CHECKING:
@@ -222,8 +222,47 @@ class ProviderConfig(_Strict):
         return settings
 
 
+UNIVERSE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+UNIVERSE_NAME_CHARACTER = re.compile(r"[A-Za-z0-9_.-]")
+
+
+def validate_universe_name(name: str) -> str:
+    """Return `name` when it can be part of a Dagster partition key, else raise ValueError
+    naming the universe and what is wrong (the first character that cannot be used).
+
+    A bucket universe's keys are `<name>~NNN`, and Dagster joins a key's dimensions with `|`,
+    writes ranges as `a...b` and lists keys with commas: so only letters, digits, `_`, `-`
+    and `.` (not `..`) are allowed, at most 64 characters, starting with a letter or digit.
+    """
+    if UNIVERSE_NAME.fullmatch(name) and ".." not in name:
+        return name
+    bad = next((c for c in name if not UNIVERSE_NAME_CHARACTER.fullmatch(c)), None)
+    if not name:
+        problem = "is empty"
+    elif bad is not None:
+        problem = f"contains {bad!r}"
+    elif len(name) > 64:
+        problem = f"is {len(name)} characters long (at most 64)"
+    elif ".." in name:
+        problem = "contains '..'"
+    else:
+        problem = f"starts with {name[0]!r}"
+    raise ValueError(
+        f"universe name {name!r} {problem}: universe names become Dagster partition keys "
+        "(`<universe>~NNN` for buckets); use letters, digits, _, - and ., starting with a "
+        "letter or digit"
+    )
+
+
 class UniversesFile(_Strict):
     universes: dict[str, UniverseConfig] = Field(min_length=1)
+
+    @field_validator("universes")
+    @classmethod
+    def _valid_names(cls, universes: dict[str, UniverseConfig]) -> dict[str, UniverseConfig]:
+        for name in universes:
+            validate_universe_name(str(name))
+        return universes
 
 
 class DatasetsFile(_Strict):
@@ -245,10 +284,12 @@ class ProvidersFile(_Strict):
 
 
 def _load_yaml(path: Path, model: type[_Strict]) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found (set MARKET_ASSETS_CONFIG_DIR?)")
     try:
+        if not path.is_file():
+            raise ConfigError(f"{path}: file not found (set MARKET_ASSETS_CONFIG_DIR?)")
         raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(cannot("read config file", path, exc)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:

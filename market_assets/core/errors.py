@@ -1,5 +1,7 @@
 """Errors raised by the core that are not provider errors."""
 
+import os
+
 
 class MarketAssetsError(Exception):
     """Base of every error this package raises on purpose."""
@@ -15,3 +17,17 @@ class InvalidSymbolError(MarketAssetsError, ValueError):
 
 class StoreError(MarketAssetsError):
     """A store could not read or write a partition."""
+
+
+def cannot(operation: str, path: object, exc: OSError) -> str:
+    """One line for an OS call that failed: `cannot <operation> <path>: <reason>`, naming the
+    path the system refused when it is another one (a parent folder), and what to do when
+    permission was denied."""
+    reason = exc.strerror or str(exc)
+    refused = exc.filename if exc.filename is not None else path
+    text = f"cannot {operation} {path}: {reason}"
+    if str(refused) != str(path):
+        text += f" ({refused})"
+    if isinstance(exc, PermissionError):
+        text += f"; let the user running market-assets (uid {os.geteuid()}) access {refused}"
+    return text

@@ -75,6 +75,9 @@ DEFERRED_EVENTS_TAG = EXTERNALLY_MANAGED_ASSETS_TAG
 """Run tag (`dagster/defer_asset_events`) under which steps record their own asset events."""
 
 DEFERRED_TAGS = {DEFERRED_EVENTS_TAG: "true"}
+# Metadata key on a check step's output: the seconds of our own code in it (reading, rules,
+# results table), which run summaries count as ours and not as Dagster's bookkeeping.
+CHECK_SECONDS = "check_seconds"
 
 MaterializationObserver = Callable[[str, AssetKey, int], None]
 _observers: list[MaterializationObserver] = []

@@ -42,6 +42,11 @@ from market_assets.core.validate import ValidationResult, split_valid_bars
 from market_assets.defs.events import StepEventRecorder, deferred, step_of
 from market_assets.defs.partitions import PartitionRectangle, resolve_partition_keys
 from market_assets.defs.resources import PlatformResource
+from market_assets.defs.store_sync import (
+    bring_postgresql_in_line,
+    lake_failed,
+    postgresql_failed,
+)
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,15 @@ class PartitionedFrameIOManager(ConfigurableIOManager):
         checked = self.split(frame.filter(~pl.col("symbol").is_in(list(failed))), dataset, pairs)
         stores = []
         if pairs:
-            stores = write_stores(self.platform, dataset, checked.valid, pairs, checked.quarantined)
+            stores = write_stores(
+                self.platform,
+                dataset,
+                checked.valid,
+                pairs,
+                checked.quarantined,
+                context=context,
+                rectangle=rectangle,
+            )
         context.add_output_metadata(
             {
                 "partitions": len(rectangle.by_key) - len(rectangle.keys_of_symbols(failed)),
@@ -224,21 +237,47 @@ def write_stores(
     rows: pl.DataFrame,
     pairs: Sequence[tuple[str, dt.date]],
     quarantined: pl.DataFrame | None = None,
+    *,
+    context: OutputContext | None = None,
+    rectangle: PartitionRectangle | None = None,
 ) -> list[str]:
-    """Replace exactly `pairs` of `dataset` in the lake and (when configured) PostgreSQL."""
+    """Replace exactly `pairs` of `dataset` in the lake and (when configured) PostgreSQL.
+
+    The lake first, then PostgreSQL. When a write fails the step fails with its cause and
+    which store holds the new rows; partitions PostgreSQL missed are recorded, and the next
+    write of the dataset copies them from the lake (defs/store_sync.py). `rectangle` gives the
+    partition keys of `pairs` for that record; `context` gets the copy's events and metadata.
+    """
     lake = platform.lake()
-    lake.write_partitions(dataset, rows, pairs)
-    if quarantined is not None:
-        lake.write_quarantine(dataset, quarantined, pairs)
-    stores = ["lake"]
-    timescale = platform.timescale()
     dataset_config = platform.app_config().datasets.get(dataset)
-    if timescale is not None and dataset_config and "timescale" in dataset_config.stores:
+    if not (platform.timescale_dsn and dataset_config and "timescale" in dataset_config.stores):
+        lake.write_partitions(dataset, rows, pairs)
+        if quarantined is not None:
+            lake.write_quarantine(dataset, quarantined, pairs)
+        return ["lake"]
+    try:
+        lake.write_partitions(dataset, rows, pairs)
+        if quarantined is not None:
+            lake.write_quarantine(dataset, quarantined, pairs)
+    except Exception as exc:
+        raise lake_failed(dataset, pairs, exc) from exc
+    try:
+        timescale = platform.timescale()
+        assert timescale is not None  # a DSN is set
         timescale.write_partitions(dataset, rows, pairs)
         if quarantined is not None:
             timescale.write_quarantine(dataset, quarantined, pairs)
-        stores.append("timescale" if timescale.uses_timescale else "postgresql")
-    return stores
+    except Exception as exc:
+        raise postgresql_failed(platform, dataset, pairs, rectangle, exc) from exc
+    bring_postgresql_in_line(
+        platform,
+        timescale,
+        dataset,
+        pairs,
+        with_quarantine=quarantined is not None,
+        context=context,
+    )
+    return ["lake", "timescale" if timescale.uses_timescale else "postgresql"]
 
 
 def _path_example(

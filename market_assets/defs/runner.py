@@ -22,7 +22,7 @@ from market_assets.defs.automation.runs import (
     RANGE_START_TAG,
     rectangle_run_requests,
 )
-from market_assets.defs.events import observe_materializations
+from market_assets.defs.events import CHECK_SECONDS, observe_materializations
 from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME, split_partition_key
 from market_assets.defs.process_runs import execute_run
 
@@ -52,10 +52,11 @@ class RunSummary:
     failed_runs: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
     datasets: dict[str, DatasetStats] = field(default_factory=dict)
+    check_seconds: float = 0.0  # our code in check steps (rules), recording excluded
 
     @property
     def our_seconds(self) -> float:
-        return sum(s.seconds for s in self.datasets.values())
+        return sum(s.seconds for s in self.datasets.values()) + self.check_seconds
 
     @property
     def dagster_seconds(self) -> float:
@@ -149,7 +150,8 @@ def step_metadata(instance: DagsterInstance, run_id: str) -> dict[str, dict[str,
     failed symbols, provider attempts) and its IO manager's (partitions, rows stored,
     quarantined rows, write seconds) are on its STEP_OUTPUT and HANDLED_OUTPUT events; a step
     failed by failed symbols carries the partitions it still stored on its STEP_FAILURE
-    event. A handful of events per step, whatever the number of partitions.
+    event. A handful of events per step, whatever the number of partitions. Check steps'
+    outputs that carry `CHECK_SECONDS` come back too, keyed by step and output name.
     """
     kinds = {
         DagsterEventType.STEP_OUTPUT,
@@ -158,13 +160,17 @@ def step_metadata(instance: DagsterInstance, run_id: str) -> dict[str, dict[str,
     }
     outputs: dict[str, dict[str, Any]] = {}
     stored: dict[str, dict[str, Any]] = {}
+    checks: dict[str, dict[str, Any]] = {}
     for record in instance.get_records_for_run(run_id, of_type=kinds).records:
         event = record.event_log_entry.dagster_event
         if event is None or event.step_key is None:
             continue
         if event.event_type is DagsterEventType.STEP_OUTPUT:
-            metadata = event.step_output_data.metadata
-            outputs[event.step_key] = {k: v.value for k, v in metadata.items()}
+            metadata = {k: v.value for k, v in event.step_output_data.metadata.items()}
+            if CHECK_SECONDS in metadata:
+                checks[f"{event.step_key}.{event.step_output_data.output_name}"] = metadata
+            else:
+                outputs[event.step_key] = metadata
         elif event.event_type is DagsterEventType.HANDLED_OUTPUT:
             meta = {k: v.value for k, v in event.event_specific_data.metadata.items()}
             if "partitions" in meta:
@@ -174,12 +180,18 @@ def step_metadata(instance: DagsterInstance, run_id: str) -> dict[str, dict[str,
             meta = {k: v.value for k, v in failure.metadata.items()} if failure else {}
             if "materialized_partitions" in meta:
                 stored[event.step_key] = {"partitions": meta["materialized_partitions"], **meta}
-    return {step: {**outputs.get(step, {}), **meta} for step, meta in stored.items()}
+    return {
+        **{step: {**outputs.get(step, {}), **meta} for step, meta in stored.items()},
+        **checks,
+    }
 
 
 def _collect(instance: DagsterInstance, run_id: str, summary: RunSummary) -> None:
     """Add one run's asset steps to the summary."""
     for dataset, meta in step_metadata(instance, run_id).items():
+        if CHECK_SECONDS in meta:
+            summary.check_seconds += float(meta[CHECK_SECONDS])
+            continue
         stats = summary.datasets.setdefault(dataset, DatasetStats(dataset))
         stats.partitions += int(meta["partitions"])
         stats.rows += int(meta.get("rows_stored", 0))

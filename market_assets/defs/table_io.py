@@ -61,7 +61,13 @@ class TableIOManager(ConfigurableIOManager):
         rows, metadata = self.prepare(
             dataset, frame.filter(~pl.col("symbol").is_in(list(failed))), rectangle
         )
-        stores = write_stores(self.platform, dataset, rows, pairs) if pairs else []
+        stores = (
+            write_stores(
+                self.platform, dataset, rows, pairs, context=context, rectangle=rectangle
+            )
+            if pairs
+            else []
+        )
         first_symbol, first_session = rectangle.pairs[0]
         context.add_output_metadata(
             {

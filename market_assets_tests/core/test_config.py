@@ -133,3 +133,39 @@ def test_symbol_partitions_given_unknown_bucket_key_raises():
 
     with pytest.raises(ConfigError, match="bucket no universe defines"):
         partitions.symbols_for_key("gone~001")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("big|caps", "contains '|'"),
+        ("big~caps", "contains '~'"),
+        ("big,caps", "contains ','"),
+        ("big caps", "contains ' '"),
+        ("big\tcaps", "contains '\\t'"),
+        ("big...caps", "contains '..'"),
+        ("_big", "starts with '_'"),
+    ],
+)
+def test_load_given_universe_name_unfit_for_a_partition_key_names_universe_and_character(
+    tmp_path, name, shown
+):
+    universes = {name: {"symbols": ["AAPL", "MSFT"], "partitioning": "bucket", "buckets": 2}}
+    write_configs(tmp_path, universes={"universes": universes})
+
+    with pytest.raises(ConfigError) as raised:
+        AppConfig.load(tmp_path)
+
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "universes.yaml" in message
+    assert f"universe name {name!r} {shown}" in message
+
+
+def test_load_given_universe_names_with_dots_dashes_and_underscores_accepts_them(tmp_path):
+    universes = {
+        name: {"symbols": ["AAPL"]} for name in ("sp500", "us-large_caps", "v2.1", "2024")
+    }
+    write_configs(tmp_path, universes={"universes": universes})
+
+    assert sorted(AppConfig.load(tmp_path).universes) == ["2024", "sp500", "us-large_caps", "v2.1"]

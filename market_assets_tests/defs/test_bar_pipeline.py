@@ -140,6 +140,12 @@ def test_backfill_splits_sessions_into_runs_of_the_configured_size(pipeline):
 
     assert len(summary.run_ids) == 2
     assert summary.datasets["bars_1d"].partitions == 9
+    # The quality check's own seconds count as our code, not as Dagster's bookkeeping.
+    assert set(summary.datasets) == {"bars_1d"}
+    assert summary.check_seconds > 0
+    assert summary.our_seconds == pytest.approx(
+        summary.datasets["bars_1d"].seconds + summary.check_seconds
+    )
     daily = pipeline.market().bars(SYMBOLS, "2024-03-01", "2024-03-12", "1d")
     assert daily.group_by("symbol").len().sort("symbol")["len"].to_list() == [3, 3, 3]
 

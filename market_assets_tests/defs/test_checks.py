@@ -27,6 +27,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.event_log.base import PartitionKeyFilter
 
 from market_assets.core.config import AppConfig
+from market_assets.core.errors import StoreError
 from market_assets.core.providers.base import BarRequest, FetchResult
 from market_assets.core.providers.synthetic import SyntheticProvider
 from market_assets.core.stores.check_results import CheckResultsStore
@@ -341,3 +342,20 @@ def test_alert_sensor_keeps_its_cursor_when_the_webhook_is_unreachable(pipeline,
     assert "not delivered" in result.skip_message
     assert "127.0.0.1:9" not in result.skip_message  # the URL may carry a token
     assert cursor is None
+
+
+def test_corrupt_daily_file_does_not_fail_a_minute_bar_run_of_another_dataset(pipeline):
+    # Arrange: daily bars stored, then AAPL's daily file is overwritten with garbage.
+    assert not pipeline.run(["bars_1d"], SESSIONS, ["AAPL", "MSFT"]).failed_runs
+    lake = ParquetLake(str(pipeline.data_dir))
+    bad = Path(lake.uri_for("bars_1d", "AAPL", SESSIONS[0]))
+    bad.write_bytes(b"not parquet at all")
+    # Act
+    summary = pipeline.run(["bars_1m"], SESSIONS, ["AAPL", "MSFT"])
+    # Assert: the minute bars are stored and judged; the daily file is named, not fatal.
+    assert not summary.failed_runs
+    assert lake.read("bars_1m", ["AAPL", "MSFT"], SESSIONS[0], dt.date(2024, 3, 9)).height == 1560
+    status = pipeline.partition_status("bars_1m")
+    assert len(status) == 4
+    with pytest.raises(StoreError, match=f"cannot read {bad}"):
+        lake.read("bars_1d", ["AAPL", "MSFT"], SESSIONS[0], dt.date(2024, 3, 9))

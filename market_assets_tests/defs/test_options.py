@@ -45,8 +45,7 @@ def test_options_chains_is_partitioned_checked_scheduled_and_left_out_of_the_uni
     node = graph.get(CHAINS)
     assert isinstance(node.partitions_def, MultiPartitionsDefinition)
     assert [d.name for d in node.partitions_def.partitions_defs] == ["date", "symbol"]
-    keys = len(config.symbol_partitions.keys)
-    assert node.backfill_policy.max_partitions_per_run == 20 * keys  # sessions x symbol keys
+    assert node.backfill_policy.max_partitions_per_run == 20  # sessions per backfill run
     assert AssetKey("bars_1d") in node.parent_keys
     check = graph.get_check_spec(AssetCheckKey(CHAINS, "quality"))
     assert check.partitions_def == node.partitions_def and check.blocking

@@ -41,6 +41,7 @@ from typing import Any
 import polars as pl
 
 from market_assets.core.calendar import get_calendar
+from market_assets.core.errors import cannot
 from market_assets.core.providers.base import (
     ActionsRequest,
     BadRequestError,
@@ -66,6 +67,8 @@ from market_assets.core.providers.files_read import (
     SOURCE,
     SYMBOL,
     BadFileError,
+    file_exists,
+    open_folder,
     read_file,
 )
 from market_assets.core.schemas import ACTION_SCHEMA, conform_bars, empty_bars
@@ -282,13 +285,21 @@ class FilesProvider:
         """
         wanted = tuple(validate_symbols(symbols))
         root = self.mapping.root
-        if not root.is_dir():
+        try:
+            open_folder(root)
+        except FileNotFoundError:
             raise BadRequestError(
                 f"folder {root} does not exist (settings.directory "
                 f"{self.mapping.directory!r}); put the files there or fix the setting",
                 symbols=wanted,
                 **context,
-            )
+            ) from None
+        except OSError as exc:
+            raise BadRequestError(
+                f"{cannot('open folder', root, exc)} (settings.directory)",
+                symbols=wanted,
+                **context,
+            ) from None
         days = _days(start, end) if self.mapping.per_day else [None]
         if self.mapping.one_file_per_symbol:
             frames, problems, files = self._read_per_symbol(wanted, days, context)
@@ -308,7 +319,11 @@ class FilesProvider:
         files = 0
         for symbol in wanted:
             found = [(day, self.mapping.path_for(symbol, day)) for day in days]
-            found = [(day, path) for day, path in found if path.is_file()]
+            try:
+                found = [(day, path) for day, path in found if file_exists(path)]
+            except BadFileError as error:
+                problems[symbol] = BadFileError(error.reason, symbols=(symbol,), **context)
+                continue
             if not found:
                 problems[symbol] = UnknownSymbolError(
                     self._no_file(symbol, days), symbols=(symbol,), **context
@@ -332,7 +347,10 @@ class FilesProvider:
     ) -> tuple[list[pl.DataFrame], dict[str, PermanentError], int]:
         """One file for every symbol (per day): bad rows fail only the symbols they belong to."""
         found = [(day, self.mapping.path_for(wanted[0], day)) for day in days]
-        found = [(day, path) for day, path in found if path.is_file()]
+        try:
+            found = [(day, path) for day, path in found if file_exists(path)]
+        except BadFileError as error:
+            raise BadFileError(error.reason, symbols=wanted, **context) from None
         if not found:
             raise BadRequestError(
                 self._no_file(None, days) + " (settings.directory and settings.pattern)",

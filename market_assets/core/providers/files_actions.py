@@ -33,6 +33,8 @@ from market_assets.core.providers.files_read import (
     SYMBOL,
     BadFileError,
     csv_bytes,
+    file_exists,
+    refuse_truncated,
 )
 from market_assets.core.schemas import ACTION_SCHEMA
 
@@ -67,7 +69,13 @@ def read_actions_file(
     paths = {symbol: spec.path_for(mapping.root, symbol) for symbol in symbols}
     for path in dict.fromkeys(paths.values()):
         owners = tuple(s for s, p in paths.items() if p == path)
-        if not path.is_file():
+        try:
+            present = file_exists(path)
+        except BadFileError as error:
+            for symbol in owners:
+                problems[symbol] = BadFileError(error.reason, symbols=(symbol,), **context)
+            continue
+        if not present:
             for symbol in owners:
                 problems[symbol] = UnknownSymbolError(
                     f"no actions file for {symbol}: {path} does not exist "
@@ -92,9 +100,11 @@ def _action_list(
     path: Path, spec: ActionsFileMapping, owners: tuple[str, ...], currency: str | None
 ) -> pl.DataFrame:
     """A CSV list of splits and dividends (one file per symbol, or one with a symbol column)."""
+    data = csv_bytes(path)
+    refuse_truncated(path, data, spec.delimiter)
     try:
         table = pl.read_csv(
-            io.BytesIO(csv_bytes(path)),
+            io.BytesIO(data),
             has_header=spec.header,
             infer_schema=False,
             separator=spec.delimiter,
@@ -142,9 +152,11 @@ def _action_list(
 
 def _lean_factors(path: Path, symbol: str, mapping: FileMapping) -> pl.DataFrame:
     """Splits and dividends from a Lean factor file (see the module docstring)."""
+    data = csv_bytes(path)
+    refuse_truncated(path, data, ",")
     try:
         table = pl.read_csv(
-            io.BytesIO(csv_bytes(path)),
+            io.BytesIO(data),
             has_header=False,
             new_columns=list(LEAN_COLUMNS),
             schema_overrides={"date": pl.String},

@@ -21,12 +21,14 @@ import csv
 import datetime as dt
 import gzip
 import io
+import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
+from market_assets.core.errors import cannot
 from market_assets.core.providers.base import PermanentError
 from market_assets.core.providers.files_mapping import FileMapping
 
@@ -100,6 +102,7 @@ def _read_table(path: Path, mapping: FileMapping) -> tuple[pl.DataFrame, str]:
     data = csv_bytes(path)
     first_line = mapping.skip_rows + (1 if mapping.header else 0) + 1
     columns = mapping.file_columns()
+    refuse_truncated(path, data, mapping.delimiter, mapping.skip_rows)
     try:
         table = pl.read_csv(
             io.BytesIO(data),
@@ -116,6 +119,22 @@ def _read_table(path: Path, mapping: FileMapping) -> tuple[pl.DataFrame, str]:
         ) from None
     table = table.rename({name: name.strip() for name in table.columns})
     return table.with_row_index(LINE, offset=first_line), "line"
+
+
+def file_exists(path: Path) -> bool:
+    """Whether `path` is a file; BadFileError naming it when this user may not look there."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise BadFileError(cannot("look for", path, exc), vendor=SOURCE) from None
+
+
+def open_folder(root: Path) -> None:
+    """Raise OSError unless `root` is a folder this user may look into (os.stat of `root/.`
+    needs search permission on it); FileNotFoundError when it does not exist."""
+    if not root.is_dir():
+        raise FileNotFoundError(2, "No such folder", str(root))
+    os.stat(os.path.join(root, os.curdir))
 
 
 def csv_bytes(path: Path) -> bytes:
@@ -140,6 +159,57 @@ def csv_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except (zipfile.BadZipFile, gzip.BadGzipFile, EOFError, OSError) as exc:
         raise BadFileError(f"{path}: cannot open it: {exc}", vendor=SOURCE) from None
+
+
+def refuse_truncated(path: Path, data: bytes, delimiter: str, skip_rows: int = 0) -> None:
+    """Raise BadFileError when the last line of a CSV has fewer fields than the line before it
+    (the `skip_rows` first lines aside): the file was cut short, by an interrupted download
+    or copy, so the rows that followed the cut are missing too.
+
+    One error for the whole file and none of its rows used: a partial last line cannot be
+    trusted field by field, and storing the complete rows would replace the stored partitions
+    the file no longer reaches with nothing. A cut that leaves every field of the last line
+    (inside its last value, with no newline after it) cannot be told from a complete file.
+    """
+    first = 0
+    for _ in range(skip_rows):
+        first = data.find(b"\n", first) + 1
+        if first == 0:
+            return
+    last = _last_line(data, first, len(data))
+    previous = _last_line(data, first, last[0]) if last is not None else None
+    if last is None or previous is None:
+        return
+    text = data[last[0] : last[1]].decode("utf-8", errors="replace")
+    fields = _fields(text, delimiter)
+    expected = len(_fields(data[previous[0] : previous[1]].decode("utf-8", "replace"), delimiter))
+    if len(fields) >= expected:
+        return
+    line = data.count(b"\n", 0, last[0]) + 1
+    cut = "" if data.endswith((b"\n", b"\r")) else ", and the file ends inside it"
+    raise BadFileError(
+        f"{path} line {line}: truncated file: its last line has {len(fields)} of {expected} "
+        f"fields ({text.strip()[:60]!r}){cut}; it was cut short (an interrupted download or "
+        "copy?) and rows after the cut are missing, so none of its rows were used: fetch or "
+        "copy the file again",
+        vendor=SOURCE,
+    )
+
+
+def _last_line(data: bytes, first: int, end: int) -> tuple[int, int] | None:
+    """(start, end) of the last line of `data[first:end]` that is not blank, or None."""
+    while end > first:
+        while end > first and data[end - 1] in b"\r\n":
+            end -= 1
+        start = max(data.rfind(b"\n", first, end) + 1, first)
+        if data[start:end].strip():
+            return start, end
+        end = start
+    return None
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line.rstrip("\r")], delimiter=delimiter), [])
 
 
 def _ragged_line(data: bytes, mapping: FileMapping, expected: int | None) -> str:

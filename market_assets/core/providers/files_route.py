@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from market_assets.core.errors import cannot
+from market_assets.core.providers.files_read import open_folder
 from market_assets.core.providers.registry import (
     GENERIC_PROVIDER_SETTINGS,
     PROVIDER_KINDS,
@@ -109,8 +111,12 @@ def choose_file_reader(
     candidate recognizes any file there.
     """
     folder = Path(directory)
-    if not folder.is_dir():
-        raise ValueError(f"--files {folder}: not a folder")
+    try:
+        open_folder(folder)
+    except FileNotFoundError:
+        raise ValueError(f"--files {folder}: not a folder") from None
+    except OSError as exc:
+        raise ValueError(f"--files: {cannot('open folder', folder, exc)}") from None
     readers = file_readers(config, dataset)
     if provider is not None:
         entries = config.providers.providers

@@ -1,20 +1,31 @@
 """The Parquet lake: canonical frames stored as Parquet files in a local folder or on S3.
 
 A partition is one (symbol, session); files group partitions as the layout says (one file per
-symbol-year for daily bars, one per symbol-session for intraday bars). Writes replace exactly
-the listed partitions: a file holding only listed partitions is overwritten, a shared file is
-read, merged and rewritten. Each file is replaced atomically (temp file + rename, or one PUT),
-and writers of one shared file never lose each other's rows: a file lock beside the file on
-local disk, conditional PUTs (If-Match on the ETag, retried with jitter) on S3. A write of
-several files is atomic per file, not across files.
+symbol-year for daily bars, one per symbol-session for intraday bars), and bar datasets keep
+closed periods compacted: one file per symbol-month of intraday bars, one file per symbol for
+every closed year of daily bars (layout.py). A write that reaches a closed period compacts it
+(folds the period's small files into the compacted file, then deletes them), so a bulk backfill
+of history writes the large files directly.
 
-Reads build the exact list of candidate files from the layout and the exchange calendar and
-never list or glob a folder, because listing thousands of files dominates query time.
+Writes replace exactly the listed partitions: a file holding only listed partitions is
+overwritten, a shared file is read, merged and rewritten. Each file is replaced atomically
+(temp file + rename, or one PUT), and writers never lose each other's rows: on local disk every
+write into one span (the compacted file and its small files) holds that span's lock (a byte of
+one lock file at the root); on S3 conditional PUTs (If-Match on the ETag, retried with jitter).
+A write of several files is atomic per file, not across files; readers never see a session
+twice or lose one while a span is compacted, because the compacted file names the last session
+it holds and is the only home of the sessions up to it.
+
+Reads build the exact list of candidate files from the layout, the exchange calendar and the
+compacted files' `covers_through`, and never list or glob a folder, because listing thousands
+of files dominates query time. Files are stored sorted by (symbol, time) and read in that
+order, so reads do not sort again.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import random
 import time
@@ -35,9 +46,15 @@ from market_assets.core.schemas import (
     conform_bars,
     stored_schema,
 )
-from market_assets.core.stores.layout import DatasetLayout, layout_for, quarantine_layout
+from market_assets.core.stores.layout import (
+    EXCHANGE_TZ,
+    DatasetLayout,
+    layout_for,
+    quarantine_layout,
+)
 from market_assets.core.stores.objectstore import (
     ObjectStore,
+    Version,
     VersionConflict,
     open_store,
 )
@@ -50,14 +67,19 @@ Partition = tuple[str, date]
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {**BAR_SCHEMA, **QUARANTINE_EXTRA_SCHEMA}
 SORT_KEY = ("symbol", "ts")  # bars; other datasets sort by (symbol, layout.time_column)
 MAX_WRITE_ATTEMPTS = 30
+MAX_READ_ATTEMPTS = 10
 RETRY_BASE_SECONDS = 0.02
 RETRY_CAP_SECONDS = 1.0
 # Files are encoded, fsynced and renamed (or PUT) by a small pool: compression and I/O release
 # the GIL, so this is ~1.7x faster than one at a time on local disk and ~2x on S3.
 WRITE_THREADS = 8
+COVERS_THROUGH = "market_assets.covers_through"  # Parquet metadata of a compacted file
+# Rows per row group: a month of 1-minute bars is one group; daily history groups ~4 years,
+# so a one-session read of daily bars decodes one group per symbol.
+ROW_GROUP_ROWS = {"day": 16_384, "year": 1_024, "symbol": 16_384}
 
 _SESSION = "__session"
-_FILE = "__file"
+_GROUP = "__group"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -74,13 +96,24 @@ class WriteSummary:
 
 @dataclass(frozen=True)
 class _FilePlan:
-    """The new content of the listed partitions that live in one file."""
+    """The new content of the listed partitions of one symbol in one file (or, for compacted
+    layouts, one span: the compacted file and its small files)."""
 
     layout: DatasetLayout
+    symbol: str
     path: str
     sessions: frozenset[date]
-    rows: pl.DataFrame
+    rows: pl.DataFrame  # sorted by the layout's key, with the _SESSION column
     shared: bool
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One file to read: its path (for messages), what polars reads, and its version."""
+
+    path: str
+    source: str | bytes
+    version: str | None
 
 
 def _schema_for(layout: DatasetLayout) -> dict[str, pl.DataType]:
@@ -142,10 +175,71 @@ def _conform(
     )
 
 
-def _to_parquet(frame: pl.DataFrame) -> bytes:
+def _to_parquet(
+    frame: pl.DataFrame, layout: DatasetLayout, covers_through: date | None = None
+) -> bytes:
     buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    frame.write_parquet(
+        buffer,
+        compression="zstd",
+        statistics=True,
+        row_group_size=ROW_GROUP_ROWS[layout.file_unit],
+        metadata={COVERS_THROUGH: covers_through.isoformat()} if covers_through else None,
+    )
     return buffer.getvalue()
+
+
+_DAY_UNITS = {"ns": 86_400_000_000_000, "us": 86_400_000_000, "ms": 86_400_000}
+
+
+def _sessions_of(layout: DatasetLayout, frame: pl.DataFrame) -> pl.Series:
+    """The session of every row (`layout.session_expr()`), computed without converting each
+    timestamp's time zone: New York's UTC offset changes on the hour, so the offsets are read
+    on an hourly grid spanning the rows and looked up by binary search."""
+    if layout.session_column or frame.is_empty():
+        return frame.select(layout.session_expr().alias(_SESSION)).to_series()
+    ts = frame.get_column(layout.time_column)
+    dtype = ts.dtype
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone != "UTC" or ts.null_count():
+        return frame.select(layout.session_expr().alias(_SESSION)).to_series()
+    day = _DAY_UNITS[dtype.time_unit]
+    physical = ts.to_physical()
+    if layout.intraday:
+        hour = day // 24
+        first, last = physical.min() // hour - 1, physical.max() // hour + 2
+        grid = pl.int_range(first, last, eager=True, dtype=pl.Int64) * hour
+        local = (
+            grid.cast(pl.Datetime(dtype.time_unit, "UTC"))
+            .dt.convert_time_zone(str(EXCHANGE_TZ))
+            .dt.replace_time_zone(None)
+            .to_physical()
+        )
+        offsets = local - grid
+        changes = (offsets != offsets.shift(1)).fill_null(True)
+        starts, values = grid.filter(changes), offsets.filter(changes)
+        index = starts.search_sorted(physical, side="right") - 1
+        physical = physical + values.gather(index)
+    return (physical // day).cast(pl.Int32).cast(pl.Date).alias(_SESSION)
+
+
+def _last_day(layout: DatasetLayout, session: date) -> date:
+    """Last day held by the small file of `session` (year files: December 31)."""
+    return date(session.year, 12, 31) if layout.file_unit == "year" else session
+
+
+def _is_sorted(frame: pl.DataFrame, key: tuple[str, str], strict: bool) -> bool:
+    """Whether rows are ordered by `key` (strict: no two rows share a key)."""
+    if frame.height < 2:
+        return frame.get_column(key[1]).null_count() == 0
+    if frame.get_column(key[1]).null_count():
+        return False
+    symbol, ts = pl.col(key[0]), pl.col(key[1])
+    later = ts > ts.shift(1) if strict else ts >= ts.shift(1)
+    return bool(
+        frame.select(
+            ((symbol == symbol.shift(1)) & later | (symbol > symbol.shift(1))).slice(1).all()
+        ).item()
+    )
 
 
 class ParquetLake:
@@ -153,7 +247,8 @@ class ParquetLake:
 
     S3 credentials come only from boto3's default chain (the standard AWS_* environment
     variables, profiles or instance roles); `s3_endpoint_url` points at MinIO, moto or another
-    S3-compatible server, `s3_region` sets the signing region.
+    S3-compatible server, `s3_region` sets the signing region. `today` tells which periods
+    have closed (default: the UTC date of the machine's clock).
     """
 
     def __init__(
@@ -162,9 +257,11 @@ class ParquetLake:
         *,
         s3_endpoint_url: str | None = None,
         s3_region: str | None = None,
+        today: Callable[[], date] | None = None,
     ) -> None:
         self.root = root
         self._store = open_store(root, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
+        self._today = today or (lambda: datetime.now(UTC).date())
 
     def __repr__(self) -> str:
         return f"ParquetLake({self.root!r})"
@@ -209,10 +306,13 @@ class ParquetLake:
         wanted = _validate_partitions(layout.dataset, partitions)
         rows = _conform(frame, schema, layout)
         validate_symbols(rows.get_column("symbol").drop_nulls().unique(maintain_order=True))
-        tagged = rows.with_columns(layout.session_expr().alias(_SESSION))
-        self._check_rows_belong(layout, tagged, wanted)
-        if schema is BAR_SCHEMA:
-            self._check_unique_keys(layout, rows)
+        key = _sort_key(layout)
+        unique = schema is BAR_SCHEMA
+        if not _is_sorted(rows, key, strict=unique):
+            rows = rows.sort(key, maintain_order=True)
+            if unique:
+                self._check_unique_keys(layout, rows)
+        tagged = rows.with_columns(_sessions_of(layout, rows))
         plans = self._plan(layout, tagged, wanted)
         outcomes = self._map(self._apply, plans)
         return WriteSummary(
@@ -223,27 +323,11 @@ class ParquetLake:
         )
 
     @staticmethod
-    def _check_rows_belong(
-        layout: DatasetLayout, tagged: pl.DataFrame, wanted: list[Partition]
-    ) -> None:
-        listed = pl.DataFrame(
-            {"symbol": [s for s, _ in wanted], _SESSION: [d for _, d in wanted]},
-            schema={"symbol": pl.String(), _SESSION: pl.Date()},
-        )
-        stray = tagged.join(listed, on=["symbol", _SESSION], how="anti")
-        if stray.height:
-            first = stray.row(0, named=True)
-            raise StoreError(
-                f"{layout.dataset}: {stray.height} row(s) fall outside the listed partitions, "
-                f"first symbol {first['symbol']!r} {layout.time_column} "
-                f"{first[layout.time_column]} (session "
-                f"{first[_SESSION]}); list that (symbol, session) or drop the row. "
-                "Nothing was written."
-            )
-
-    @staticmethod
     def _check_unique_keys(layout: DatasetLayout, rows: pl.DataFrame) -> None:
-        duplicated = rows.filter(pl.struct(*SORT_KEY).is_duplicated())
+        """`rows` sorted by (symbol, ts): refuse rows that repeat their predecessor's key."""
+        symbol, ts = pl.col("symbol"), pl.col("ts")
+        repeated = (symbol == symbol.shift(1)) & (ts == ts.shift(1))
+        duplicated = rows.filter(repeated | repeated.shift(-1))
         if duplicated.height:
             first = duplicated.row(0, named=True)
             raise StoreError(
@@ -253,58 +337,91 @@ class ParquetLake:
             )
 
     @staticmethod
+    def _raise_stray(layout: DatasetLayout, stray: list[pl.DataFrame]) -> None:
+        count = sum(frame.height for frame in stray)
+        first = stray[0].row(0, named=True)
+        raise StoreError(
+            f"{layout.dataset}: {count} row(s) fall outside the listed partitions, "
+            f"first symbol {first['symbol']!r} {layout.time_column} "
+            f"{first[layout.time_column]} (session "
+            f"{first[_SESSION]}); list that (symbol, session) or drop the row. "
+            "Nothing was written."
+        )
+
     def _plan(
-        layout: DatasetLayout, tagged: pl.DataFrame, wanted: list[Partition]
+        self, layout: DatasetLayout, tagged: pl.DataFrame, wanted: list[Partition]
     ) -> list[_FilePlan]:
-        """Group the listed partitions and their rows by the file that holds them."""
+        """Group the listed partitions and their rows by the file (compacted layouts: the
+        span) that holds them; StoreError if a row belongs to no listed partition."""
+        grouping = self._group_of(layout)
+        listed: dict[str, set[date]] = {}
         files: dict[tuple[str, tuple[int, ...]], tuple[str, set[date]]] = {}
         for symbol, session in wanted:
-            key = (symbol, layout.file_key(session))
+            listed.setdefault(symbol, set()).add(session)
+            key = (symbol, grouping(session))
             if key not in files:
-                files[key] = (layout.relative_path(symbol, session), set())
+                files[key] = (self._plan_path(layout, symbol, session), set())
             files[key][1].add(session)
-        unit = {"year": pl.col(_SESSION).dt.year(), "symbol": pl.lit(0)}.get(
-            layout.file_unit, pl.col(_SESSION)
+        group_expr = {
+            "span": pl.col(_SESSION).dt.year() * 100 + pl.col(_SESSION).dt.month()
+            if layout.file_unit == "day"
+            else pl.lit(0),
+            "year": pl.col(_SESSION).dt.year(),
+            "symbol": pl.lit(0),
+            "day": pl.col(_SESSION).cast(pl.Int32),
+        }["span" if layout.compacted else layout.file_unit]
+        groups = tagged.with_columns(group_expr.alias(_GROUP)).partition_by(
+            "symbol", _GROUP, as_dict=True
         )
-        groups = tagged.with_columns(unit.alias(_FILE)).partition_by("symbol", _FILE, as_dict=True)
-        by_file = {
-            (str(symbol), layout.file_key(group.get_column(_SESSION)[0])): group
-            for (symbol, _), group in groups.items()
-        }
+        by_file: dict[tuple[str, tuple[int, ...]], pl.DataFrame] = {}
+        stray: list[pl.DataFrame] = []
+        for (symbol, _), group in groups.items():
+            sessions = group.get_column(_SESSION)
+            allowed = listed.get(symbol, set()) if symbol is not None else set()
+            present = set(sessions.unique().to_list())
+            if not present <= allowed:
+                outside = group.filter(~pl.col(_SESSION).is_in(list(allowed)) | sessions.is_null())
+                stray.append(outside)
+                continue
+            by_file[(str(symbol), grouping(sessions[0]))] = group
+        if stray:
+            self._raise_stray(layout, stray)
         schema = _schema_for(layout)
-        empty = _empty(schema, list(schema))
+        columns = [*schema, _SESSION]
+        empty = pl.DataFrame(schema={**schema, _SESSION: pl.Date()})
         return [
             _FilePlan(
                 layout=layout,
+                symbol=symbol,
                 path=path,
                 sessions=frozenset(sessions),
-                rows=by_file[key].select(list(schema)) if key in by_file else empty,
-                shared=layout.file_unit != "day",
+                rows=by_file[key].select(columns) if key in by_file else empty,
+                shared=layout.compacted or layout.file_unit != "day",
             )
             for key, (path, sessions) in files.items()
+            for symbol in [key[0]]
         ]
 
+    @staticmethod
+    def _group_of(layout: DatasetLayout) -> Callable[[date], tuple[int, ...]]:
+        return layout.span_key if layout.compacted else layout.file_key
+
+    @staticmethod
+    def _plan_path(layout: DatasetLayout, symbol: str, session: date) -> str:
+        if layout.compacted:
+            return layout.compacted_path(symbol, session)
+        return layout.relative_path(symbol, session)
+
     def _apply(self, plan: _FilePlan) -> tuple[int, int]:
-        """Write one file; return (files written, files deleted)."""
+        """Write one file (compacted layouts: one span); return (files written, deleted)."""
         if not plan.shared:
-            if plan.rows.is_empty():
-                existed = self._store.exists(plan.path)
-                self._store.delete(plan.path)
-                return 0, int(existed)
-            self._store.put(plan.path, _to_parquet(plan.rows.sort(_sort_key(plan.layout))))
-            return 1, 0
+            return self._write_small(plan, plan.path, plan.rows, check_version=False)
         with self._store.locked(plan.path):
             for attempt in range(MAX_WRITE_ATTEMPTS):
-                data, version = self._store.get(plan.path)
-                merged = self._merge(plan, data)
                 try:
-                    if merged.is_empty():
-                        if data is None:
-                            return 0, 0
-                        self._store.delete(plan.path, expected_version=version)
-                        return 0, 1
-                    self._store.put(plan.path, _to_parquet(merged), expected_version=version)
-                    return 1, 0
+                    if plan.layout.compacted:
+                        return self._write_span(plan)
+                    return self._write_small(plan, plan.path, plan.rows, check_version=True)
                 except VersionConflict:
                     ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt)
                     delay = random.uniform(0.0, ceiling)
@@ -315,22 +432,162 @@ class ParquetLake:
             "other writers kept changing it; retry the write"
         )
 
-    def _merge(self, plan: _FilePlan, data: bytes | None) -> pl.DataFrame:
-        """The new rows plus the existing rows of sessions that are not being replaced."""
+    def _write_small(
+        self, plan: _FilePlan, path: str, rows: pl.DataFrame, *, check_version: bool
+    ) -> tuple[int, int]:
+        """Replace the listed sessions in one small file (day files hold one session)."""
+        layout = plan.layout
+        if layout.file_unit == "day" and not check_version:
+            if rows.is_empty():
+                existed = self._store.exists(path)
+                self._store.delete(path)
+                return 0, int(existed)
+            self._store.put(path, _to_parquet(rows.drop(_SESSION), layout))
+            return 1, 0
+        data, version = self._store.get(path)
+        kept = self._decode(layout, path, data).filter(~pl.col(_SESSION).is_in(plan.sessions))
+        merged = self._combine(layout, [kept, rows])
+        if merged.is_empty():
+            if data is None:
+                return 0, 0
+            self._store.delete(path, expected_version=version)
+            return 0, 1
+        self._store.put(path, _to_parquet(merged.drop(_SESSION), layout), expected_version=version)
+        return 1, 0
+
+    def _write_span(self, plan: _FilePlan) -> tuple[int, int]:
+        """Write the listed sessions of one compacted span: sessions up to the compacted
+        file's `covers_through` (extended to the last closed day when the write reaches a
+        closed period, folding in that period's small files) go to the compacted file, later
+        ones to their small files."""
+        layout, symbol, path = plan.layout, plan.symbol, plan.path
+        first = min(plan.sessions)
+        data, version = self._store.get(path)
+        covered = self._covers_through(path, data) if data is not None else None
+        closed = layout.closed_through(first, self._today())
+        target = covered
+        if closed is not None and any(
+            _last_day(layout, s) <= closed and (covered is None or _last_day(layout, s) > covered)
+            for s in plan.sessions
+        ):
+            target = closed if covered is None else max(covered, closed)
+        inside = frozenset(s for s in plan.sessions if target and _last_day(layout, s) <= target)
+        written = deleted = 0
+        if inside or target != covered:
+            written, deleted = self._rewrite_compacted(plan, data, version, covered, target)
+        later = plan.sessions - inside
+        rows = plan.rows.filter(pl.col(_SESSION).is_in(later)) if later else plan.rows.clear()
+        small_groups: dict[str, list[date]] = {}
+        for session in sorted(later):
+            small_groups.setdefault(layout.relative_path(symbol, session), []).append(session)
+        for small, sessions in small_groups.items():
+            part = _FilePlan(layout, symbol, small, frozenset(sessions), rows, shared=True)
+            own = rows.filter(pl.col(_SESSION).is_in(sessions))
+            if layout.file_unit == "day":
+                w, d = self._write_small(part, small, own, check_version=False)
+            else:
+                w, d = self._write_small(part, small, own, check_version=True)
+            written, deleted = written + w, deleted + d
+        return written, deleted
+
+    def _rewrite_compacted(
+        self,
+        plan: _FilePlan,
+        data: bytes | None,
+        version: str | None,
+        covered: date | None,
+        target: date | None,
+    ) -> tuple[int, int]:
+        """Put the compacted file of `plan`'s span covering through `target`, then delete
+        the small files it replaces."""
+        assert target is not None
+        layout, symbol, path = plan.layout, plan.symbol, plan.path
+        first = min(plan.sessions)
+        replaced = pl.col(_SESSION).is_in(plan.sessions)
+        parts = [self._decode(layout, path, data).filter(~replaced)]
+        doomed: list[tuple[str, Version]] = []
+        for small, session in self._small_files(layout, symbol, first):
+            end = _last_day(layout, session)
+            if end > target:
+                continue
+            blob, small_version = self._store.get(small)
+            if blob is None:
+                continue
+            if covered is None or end > covered:
+                parts.append(self._decode(layout, small, blob).filter(~replaced))
+            doomed.append((small, small_version))
+        new = plan.rows.filter(
+            pl.col(_SESSION).is_in([s for s in plan.sessions if _last_day(layout, s) <= target])
+        )
+        merged = self._combine(layout, [*parts, new])
+        if merged.is_empty():
+            for small, small_version in doomed:
+                self._store.delete(small, expected_version=small_version)
+            if data is not None:
+                self._store.delete(path, expected_version=version)
+            self._prune(doomed)
+            return 0, len(doomed) + int(data is not None)
+        encoded = _to_parquet(merged.drop(_SESSION), layout, covers_through=target)
+        self._store.put(path, encoded, expected_version=version)
+        for small, small_version in doomed:
+            self._store.delete(small, expected_version=small_version)
+        self._prune(doomed)
+        return 1, len(doomed)
+
+    def _small_files(
+        self, layout: DatasetLayout, symbol: str, first: date
+    ) -> list[tuple[str, date]]:
+        """Small files in the span folder of (symbol, first), with their sessions."""
+        found = []
+        for name in self._store.list_names(layout.span_folder(symbol, first)):
+            session = layout.session_of_folder(first, name)
+            if session is not None:
+                found.append((layout.relative_path(symbol, session), session))
+        return found
+
+    def _prune(self, deleted: list[tuple[str, Version]]) -> None:
+        for small, _ in deleted:
+            self._store.prune_folder(small.rsplit("/", 1)[0])
+
+    def _covers_through(self, path: str, source: str | bytes) -> date:
+        """The `covers_through` date a compacted file records."""
+        try:
+            metadata = pl.read_parquet_metadata(
+                io.BytesIO(source) if isinstance(source, bytes) else source
+            )
+            return date.fromisoformat(metadata[COVERS_THROUGH])
+        except (pl.exceptions.PolarsError, OSError, KeyError, ValueError) as exc:
+            raise StoreError(
+                f"cannot read {self._store.uri(path)}: not a compacted lake file ({exc}); move "
+                "it aside and re-materialize the partitions of its period"
+            ) from exc
+
+    def _decode(self, layout: DatasetLayout, path: str, data: bytes | None) -> pl.DataFrame:
+        """Rows of an existing file with their _SESSION, or an empty frame when it is absent."""
+        schema = _schema_for(layout)
         if data is None:
-            return plan.rows.sort(_sort_key(plan.layout), maintain_order=True)
+            return pl.DataFrame(schema={**schema, _SESSION: pl.Date()})
         try:
             existing = pl.read_parquet(data).select(
-                pl.col(name).cast(dtype) for name, dtype in plan.rows.schema.items()
+                pl.col(name).cast(dtype) for name, dtype in schema.items()
             )
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise StoreError(
-                f"cannot merge into {self._store.uri(plan.path)}: the existing file is not "
-                f"readable as {plan.layout.dataset} Parquet ({exc}); move it aside and rewrite "
-                "the year"
+                f"cannot merge into {self._store.uri(path)}: the existing file is not "
+                f"readable as {layout.dataset} Parquet ({exc}); move it aside and rewrite "
+                "its partitions"
             ) from exc
-        kept = existing.filter(~plan.layout.session_expr().is_in(list(plan.sessions)))
-        return pl.concat([kept, plan.rows]).sort(_sort_key(plan.layout), maintain_order=True)
+        return existing.with_columns(_sessions_of(layout, existing))
+
+    @staticmethod
+    def _combine(layout: DatasetLayout, parts: list[pl.DataFrame]) -> pl.DataFrame:
+        """Concatenate parts (each sorted) and sort by the layout's key when needed."""
+        parts = [part for part in parts if not part.is_empty()]
+        if not parts:
+            return pl.DataFrame(schema={**_schema_for(layout), _SESSION: pl.Date()})
+        if len(parts) == 1:
+            return parts[0]
+        return pl.concat(parts).sort(_sort_key(layout), maintain_order=True)
 
     # ------------------------------------------------------------------------------ reads
 
@@ -377,8 +634,10 @@ class ParquetLake:
         layout = layout_for(dataset)
         schema = _schema_for(layout)
         wanted = _validate_partitions(dataset, partitions)
-        paths = self._paths_of(layout, wanted)
-        frame = self._load(paths, schema, list(schema), None, _sort_key(layout))
+        by_symbol: dict[str, list[date]] = {}
+        for symbol, session in sorted(wanted):
+            by_symbol.setdefault(symbol, []).append(session)
+        frame = self._load(layout, by_symbol, schema, list(schema), None, sort=True)
         if frame.is_empty():
             return frame
         listed = pl.DataFrame(
@@ -386,8 +645,8 @@ class ParquetLake:
             schema={"symbol": pl.String(), _SESSION: pl.Date()},
         )
         return (
-            frame.with_columns(layout.session_expr().alias(_SESSION))
-            .join(listed, on=["symbol", _SESSION], how="semi")
+            frame.with_columns(_sessions_of(layout, frame))
+            .join(listed, on=["symbol", _SESSION], how="semi", maintain_order="left")
             .drop(_SESSION)
         )
 
@@ -406,11 +665,19 @@ class ParquetLake:
         if not names or lower >= upper:
             return _empty(schema, selected)
         sessions = self._candidate_sessions(layout, lower, upper)
-        paths = [layout.relative_path(symbol, day) for symbol in names for day in sessions]
         ts = pl.col(layout.time_column)
         if schema[layout.time_column] == pl.Date():  # a date column: compare as 00:00 UTC
             ts = ts.cast(pl.Datetime("us", "UTC"))
-        return self._load(paths, schema, selected, (ts >= lower) & (ts < upper), _sort_key(layout))
+        return self._load(
+            layout,
+            {symbol: sessions for symbol in dict.fromkeys(names)},
+            schema,
+            selected,
+            (ts >= lower) & (ts < upper),
+            # Files hold rows sorted by (symbol, time) and are read in that order, except
+            # where rows are filed by a session column their timestamps may disagree with.
+            sort=layout.session_column not in (None, layout.time_column),
+        )
 
     @staticmethod
     def _check_columns(
@@ -441,49 +708,132 @@ class ParquetLake:
             return [date(year, 1, 1) for year in range(first.year, last.year + 1)]
         return get_calendar().sessions(first, last)
 
-    @staticmethod
-    def _paths_of(layout: DatasetLayout, partitions: Iterable[Partition]) -> list[str]:
-        """Relative paths of the files holding `partitions`, without repeats, in order."""
-        return list(dict.fromkeys(layout.relative_path(s, d) for s, d in partitions))
+    def _sources(self, layout: DatasetLayout, wanted: dict[str, list[date]]) -> list[_Source]:
+        """The existing files holding the sessions of `wanted` (sessions in time order), in
+        (symbol, time) order: a span's compacted file for the sessions it covers, then the
+        small files of the later sessions."""
+        if not layout.compacted:
+            paths = list(
+                dict.fromkeys(
+                    layout.relative_path(symbol, session)
+                    for symbol, sessions in wanted.items()
+                    for session in sessions
+                )
+            )
+            return self._existing(paths)
+        spans = [
+            (symbol, list(group))
+            for symbol, sessions in wanted.items()
+            for _, group in itertools.groupby(sessions, layout.span_key)
+        ]
+        compacted = [layout.compacted_path(symbol, group[0]) for symbol, group in spans]
+        found = self._store.snapshot(compacted)
+        layout_of: list[tuple[_Source | None, list[str]]] = []
+        for (symbol, group), path, (source, version) in zip(spans, compacted, found, strict=True):
+            covered = self._covers_through(path, source) if source is not None else None
+            small = [
+                layout.relative_path(symbol, session)
+                for session in group
+                if covered is None or _last_day(layout, session) > covered
+            ]
+            use = source is not None and len(small) < len(group)
+            layout_of.append(
+                (_Source(path, source, version) if use else None, list(dict.fromkeys(small)))
+            )
+        small_sources = iter(self._existing([p for _, small in layout_of for p in small], True))
+        ordered: list[_Source] = []
+        for big, small in layout_of:
+            if big is not None:
+                ordered.append(big)
+            ordered.extend(s for s in itertools.islice(small_sources, len(small)) if s)
+        return ordered
+
+    def _existing(self, paths: list[str], keep_gaps: bool = False) -> list:
+        found = [
+            _Source(path, source, version) if source is not None else None
+            for path, (source, version) in zip(paths, self._store.snapshot(paths), strict=True)
+        ]
+        return found if keep_gaps else [source for source in found if source is not None]
 
     def _load(
         self,
-        paths: list[str],
+        layout: DatasetLayout,
+        wanted: dict[str, list[date]],
         schema: dict[str, pl.DataType],
         selected: list[str],
         predicate: pl.Expr | None,
-        key: tuple[str, str] = SORT_KEY,
+        *,
+        sort: bool,
     ) -> pl.DataFrame:
-        """Read the existing files of `paths` in one polars call; canonical, sorted by `key`."""
-        sources = self._store.read_sources(paths)
-        if not sources:
-            return _empty(schema, selected)
+        """Read the files holding `wanted` in one polars scan; canonical, sorted by the key.
+
+        On local disk the files are read by path, so the versions are checked afterwards and
+        the read is repeated if a writer replaced a file meanwhile."""
+        key = _sort_key(layout)
         needed = list(dict.fromkeys([*key, *selected]))
-        try:
-            frame = pl.read_parquet(sources, columns=needed)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            shown = ", ".join(self._store.uri(path) for path in paths[:3])
+        for _ in range(MAX_READ_ATTEMPTS):
+            sources = self._sources(layout, wanted)
+            if not sources:
+                return _empty(schema, selected)
+            frame = self._scan(sources, needed, predicate)
+            if self._store.snapshots or self._unchanged(sources):
+                break
+        else:
             raise StoreError(
-                f"cannot read Parquet from {len(sources)} file(s) among {shown}"
-                f"{' ...' if len(paths) > 3 else ''}: {exc}"
-            ) from exc
-        if predicate is not None:
-            frame = frame.filter(predicate)
-        return frame.sort(key, maintain_order=True).select(
-            pl.col(name).cast(schema[name]) for name in selected
+                f"{layout.dataset}: files kept changing while being read "
+                f"({self._store.uri(sources[0].path)} ...); retry the read"
+            )
+        if sort:
+            frame = frame.sort(key, maintain_order=True)
+        return frame.select(pl.col(name).cast(schema[name]) for name in selected)
+
+    def _unchanged(self, sources: list[_Source]) -> bool:
+        current = self._store.versions([source.path for source in sources])
+        return all(s.version == v for s, v in zip(sources, current, strict=True))
+
+    def _scan(
+        self, sources: list[_Source], needed: list[str], predicate: pl.Expr | None
+    ) -> pl.DataFrame:
+        try:
+            scan = pl.scan_parquet([source.source for source in sources]).select(needed)
+            return (scan.filter(predicate) if predicate is not None else scan).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise self._unreadable(sources, needed, exc) from exc
+
+    def _unreadable(
+        self, sources: list[_Source], needed: list[str], error: Exception
+    ) -> StoreError:
+        """StoreError naming the first file that does not read on its own."""
+        for source in sources:
+            try:
+                pl.read_parquet(source.source, columns=needed)
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                return StoreError(
+                    f"cannot read {self._store.uri(source.path)}: {exc}; move the file aside "
+                    "and re-materialize its partitions"
+                )
+        shown = ", ".join(self._store.uri(source.path) for source in sources[:3])
+        return StoreError(
+            f"cannot read Parquet from {len(sources)} file(s) ({shown}"
+            f"{' ...' if len(sources) > 3 else ''}): {error}"
         )
 
     # ---------------------------------------------------------------------------- helpers
 
     def uri_for(self, dataset: str, symbol: str, session: date) -> str:
-        """Full path or s3:// URI of the file holding (symbol, session), for display."""
-        return self._store.uri(layout_for(dataset).relative_path(symbol, session))
+        """Full path or s3:// URI of the file holding (symbol, session), for display: the
+        compacted file when it covers the session, otherwise the layout's small file."""
+        layout = layout_for(dataset)
+        sources = self._sources(layout, {validate_symbol(symbol): [session]})
+        if sources:
+            return self._store.uri(sources[0].path)
+        return self._store.uri(layout.relative_path(symbol, session))
 
     def partition_files(self, dataset: str, partitions: Sequence[Partition]) -> list[str]:
-        """Full paths or s3:// URIs of the files holding `partitions`, without repeats."""
-        layout = layout_for(dataset)
+        """Full paths or s3:// URIs of the existing files holding `partitions` (the layout's
+        small file where none exists yet), without repeats."""
         wanted = _validate_partitions(dataset, partitions)
-        return [self._store.uri(path) for path in self._paths_of(layout, wanted)]
+        return list(dict.fromkeys(self.uri_for(dataset, s, d) for s, d in wanted))
 
     @staticmethod
     def _map(function: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:

@@ -6,17 +6,29 @@ Both stores offer the same small contract, so the lake's read-modify-write loop 
 - `put(path, data, expected_version=...)` replaces the file atomically, and only if it is still
   at `expected_version` (`ANY_VERSION` skips the check; None means "must not exist yet"),
   raising `VersionConflict` otherwise;
-- `locked(path)` serialises writers of one file: a file lock beside the data file on local disk,
-  nothing on S3, where conditional writes (If-Match / If-None-Match) do the job.
+- `locked(path)` serialises writers of one file: on local disk an `fcntl` lock on one byte
+  (picked by hashing the path) of the single lock file `.lake.lock` at the root, so nothing is
+  left beside the data files; nothing on S3, where conditional writes (If-Match /
+  If-None-Match) do the job.
 
-Paths are relative to the store root and always built from the lake layout, never listed.
+Paths are relative to the store root and built from the lake layout; reads never list. Only
+compaction lists the one folder of the span it compacts (`list_names`).
+
+A local write goes through a temp file beside its target (`.{name}.{random}.tmp`). A process
+killed mid-write leaves it behind; the next write into that folder removes temp files older
+than STALE_TEMP_SECONDS (no live writer takes that long to write one file).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import threading
+import time
 import uuid
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,9 +37,8 @@ from typing import Any, Final, NoReturn, Protocol
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from filelock import FileLock, Timeout
 
-from market_assets.core.errors import StoreError
+from market_assets.core.errors import StoreError, cannot
 
 
 class _AnyVersion:
@@ -42,6 +53,9 @@ Version = str | None | _AnyVersion
 
 S3_IO_THREADS = 16
 LOCK_TIMEOUT_SECONDS = 120.0
+LOCK_FILE = ".lake.lock"
+LOCK_STRIPES = 1 << 16  # bytes of the lock file: two paths share a lock 1 time in 65,536
+STALE_TEMP_SECONDS = 3600.0
 
 
 class VersionConflict(StoreError):
@@ -63,6 +77,31 @@ class ObjectStore(Protocol):
         """What polars should read for the files of `paths` that exist, in the given order."""
         ...
 
+    def snapshot(self, paths: Sequence[str]) -> list[tuple[str | bytes | None, str | None]]:
+        """(what polars should read, version) of each of `paths`; (None, None) if absent.
+
+        On S3 the source is the object's bytes (a snapshot); on local disk it is the file's
+        path, so a reader compares `versions` afterwards to know it read what it looked at.
+        """
+        ...
+
+    def versions(self, paths: Sequence[str]) -> list[str | None]:
+        """Current version of each of `paths` (None where absent)."""
+        ...
+
+    @property
+    def snapshots(self) -> bool:
+        """Whether `snapshot` returns the files' bytes (then nothing needs re-checking)."""
+        ...
+
+    def list_names(self, folder: str) -> list[str]:
+        """Names of the files and folders directly inside `folder` ([] when it is absent)."""
+        ...
+
+    def prune_folder(self, folder: str) -> None:
+        """Remove `folder` if it is empty (local disk; S3 has no folders)."""
+        ...
+
     def put(self, path: str, data: bytes, expected_version: Version = ANY_VERSION) -> None:
         """Atomically replace `path` with `data` if it is still at `expected_version`."""
         ...
@@ -80,11 +119,91 @@ class ObjectStore(Protocol):
         ...
 
 
+class _StripedLock:
+    """Exclusive locks on the bytes of one lock file: one byte per stripe of paths.
+
+    `fcntl` record locks belong to a process (threads share them) and all of a process's locks
+    on a file vanish when any descriptor of that file is closed, so each process keeps one
+    descriptor per lock file open for good (`_striped_lock`) and threads queue on a
+    `threading.Lock` per stripe first.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._descriptor: int | None = None
+        self._guard = threading.Lock()
+        self._threads: dict[int, threading.Lock] = {}
+
+    def _open(self) -> int:
+        with self._guard:
+            if self._descriptor is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            return self._descriptor
+
+    def _thread_lock(self, stripe: int) -> threading.Lock:
+        with self._guard:
+            return self._threads.setdefault(stripe, threading.Lock())
+
+    @contextlib.contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[None]:
+        stripe = zlib.crc32(key.encode()) % LOCK_STRIPES
+        deadline = time.monotonic() + timeout
+        thread_lock = self._thread_lock(stripe)
+        if not thread_lock.acquire(timeout=timeout):
+            raise TimeoutError(key)
+        try:
+            descriptor = self._open()
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, stripe)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(key) from exc
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            try:
+                yield
+            finally:
+                fcntl.lockf(descriptor, fcntl.LOCK_UN, 1, stripe)
+        finally:
+            thread_lock.release()
+
+    def after_fork(self) -> None:
+        """In a forked child: no thread holds anything (the descriptor stays valid)."""
+        self._guard = threading.Lock()
+        self._threads = {}
+
+
+_LOCKS: dict[Path, _StripedLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _striped_lock(path: Path) -> _StripedLock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, _StripedLock(path))
+
+
+def _reset_locks_after_fork() -> None:
+    global _LOCKS_GUARD
+    _LOCKS_GUARD = threading.Lock()
+    for lock in _LOCKS.values():
+        lock.after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
 class LocalStore:
     """Files under a local folder; atomic writes by temp file + `os.replace`."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
+        self._swept: set[Path] = set()
 
     def _full(self, path: str) -> Path:
         return self.root / path
@@ -101,6 +220,8 @@ class LocalStore:
             return self._version_of(full.stat())
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StoreError(cannot("look at", full, exc)) from exc
 
     def get(self, path: str) -> tuple[bytes | None, str | None]:
         full = self._full(path)
@@ -114,7 +235,52 @@ class LocalStore:
             raise StoreError(f"cannot read {full}: {exc}") from exc
 
     def read_sources(self, paths: Sequence[str]) -> list[str | bytes]:
-        return [str(full) for full in map(self._full, paths) if full.exists()]
+        return [str(full) for full in map(self._full, paths) if _exists(full)]
+
+    def snapshot(self, paths: Sequence[str]) -> list[tuple[str | bytes | None, str | None]]:
+        found: list[tuple[str | bytes | None, str | None]] = []
+        for full in map(self._full, paths):
+            version = self._version(full)
+            found.append((str(full), version) if version is not None else (None, None))
+        return found
+
+    def versions(self, paths: Sequence[str]) -> list[str | None]:
+        return [self._version(full) for full in map(self._full, paths)]
+
+    @property
+    def snapshots(self) -> bool:
+        return False
+
+    def list_names(self, folder: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self._full(folder)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StoreError(cannot("list folder", self._full(folder), exc)) from exc
+
+    def prune_folder(self, folder: str) -> None:
+        full = self._full(folder)
+        self._sweep(full, force=True)
+        with contextlib.suppress(OSError):
+            full.rmdir()
+
+    def _sweep(self, folder: Path, force: bool = False) -> None:
+        """Remove temp files older than STALE_TEMP_SECONDS in `folder` (once per folder)."""
+        if folder in self._swept and not force:
+            return
+        self._swept.add(folder)
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
 
     def _check_version(self, full: Path, expected_version: Version) -> None:
         if isinstance(expected_version, _AnyVersion):
@@ -128,7 +294,8 @@ class LocalStore:
 
     def put(self, path: str, data: bytes, expected_version: Version = ANY_VERSION) -> None:
         full = self._full(path)
-        full.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(full.parent)
+        self._sweep(full.parent)
         self._check_version(full, expected_version)
         temp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
         try:
@@ -141,7 +308,7 @@ class LocalStore:
         except BaseException as exc:
             temp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise StoreError(f"cannot write {full}: {exc}") from exc
+                raise StoreError(cannot("write", full, exc)) from exc
             raise
 
     def delete(self, path: str, expected_version: Version = ANY_VERSION) -> None:
@@ -153,25 +320,42 @@ class LocalStore:
             raise StoreError(f"cannot delete {full}: {exc}") from exc
 
     def exists(self, path: str) -> bool:
-        return self._full(path).exists()
+        return _exists(self._full(path))
 
     @contextlib.contextmanager
     def locked(self, path: str) -> Iterator[object]:
-        """Hold `.{name}.lock` beside the file: excludes other threads and processes."""
-        full = self._full(path)
-        full.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(full.parent / f".{full.name}.lock", timeout=LOCK_TIMEOUT_SECONDS)
+        """Hold the write lock of `path` (a byte of `.lake.lock` at the root): excludes other
+        threads and processes; leaves no file beside the data."""
+        lock = _striped_lock(self.root / LOCK_FILE)
+        entered = False
         try:
-            lock.acquire()
-        except Timeout as exc:
+            with lock.hold(path, LOCK_TIMEOUT_SECONDS):
+                entered = True
+                yield lock
+        except TimeoutError as exc:
             raise StoreError(
                 f"timed out after {LOCK_TIMEOUT_SECONDS:.0f}s waiting for the write lock of "
-                f"{full}; another writer holds it (remove the .lock file if no writer is running)"
+                f"{self._full(path)}; another writer holds it (a lock of a killed process is "
+                "released by the system, so a writer is still running)"
             ) from exc
-        try:
-            yield lock
-        finally:
-            lock.release()
+        except OSError as exc:
+            if entered:
+                raise
+            raise StoreError(cannot("open the write lock", self.root / LOCK_FILE, exc)) from exc
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(cannot("create folder", folder, exc)) from exc
+
+
+def _exists(full: Path) -> bool:
+    try:
+        return full.exists()
+    except OSError as exc:
+        raise StoreError(cannot("look for", full, exc)) from exc
 
 
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -241,6 +425,38 @@ class S3Store:
             with ThreadPoolExecutor(min(self.io_threads, len(paths))) as pool:
                 blobs = [data for data, _ in pool.map(self.get, paths)]
         return [data for data in blobs if data is not None]
+
+    def snapshot(self, paths: Sequence[str]) -> list[tuple[str | bytes | None, str | None]]:
+        if len(paths) <= 1:
+            return [self.get(path) for path in paths]
+        with ThreadPoolExecutor(min(self.io_threads, len(paths))) as pool:
+            return list(pool.map(self.get, paths))
+
+    def versions(self, paths: Sequence[str]) -> list[str | None]:
+        return [version for _, version in self.snapshot(paths)]
+
+    @property
+    def snapshots(self) -> bool:
+        return True
+
+    def list_names(self, folder: str) -> list[str]:
+        prefix = f"{self._key(folder.rstrip('/'))}/"
+        names: set[str] = set()
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    names.add(common["Prefix"].removeprefix(prefix).rstrip("/"))
+                for item in page.get("Contents", []):
+                    names.add(item["Key"].removeprefix(prefix))
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"cannot list {self.uri(folder)}: {exc}") from exc
+        return sorted(names)
+
+    def prune_folder(self, folder: str) -> None:
+        """S3 has no folders: nothing to remove."""
 
     def _conditions(self, expected_version: Version) -> dict[str, str]:
         if isinstance(expected_version, _AnyVersion):

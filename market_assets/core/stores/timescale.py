@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +90,8 @@ BAR_SPACING = {
 LONGEST_SESSION = dt.timedelta(hours=25)  # a New York day that leaves daylight saving time
 
 Partition = tuple[str, dt.date]
+Rows = pl.DataFrame | Callable[[], pl.DataFrame]
+"""Rows to write, or a function returning them (called once the partitions are locked)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class TimescaleStore:
         self._hypertables: dict[str, Hypertable] | None = None
         self._aggregates: dict[str, list[ContinuousAggregate]] = {}
         self._reader = TimescaleReader(dsn)
+        self._closed = False
         try:
             self._conn = psycopg.connect(dsn, autocommit=False)
         except psycopg.Error as exc:
@@ -130,6 +133,7 @@ class TimescaleStore:
 
     def close(self) -> None:
         """Close the connections (rolling back anything uncommitted)."""
+        self._closed = True
         self._reader.close()
         if not self._conn.closed:
             self._conn.close()
@@ -206,55 +210,65 @@ class TimescaleStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def write_partitions(
-        self, dataset: str, frame: pl.DataFrame, partitions: Sequence[Partition]
-    ) -> int:
+    def write_partitions(self, dataset: str, frame: Rows, partitions: Sequence[Partition]) -> int:
         """Replace exactly the listed (symbol, session) partitions of `dataset` with `frame`.
 
         Every row of `frame` must fall inside a listed partition (StoreError names the first
         row that does not, before anything is written). A listed partition with no rows in
         `frame` is emptied. Runs in one transaction: on any failure (a null price, a duplicate
         (symbol, ts)) the old partitions stay as they were. Returns the rows written.
+
+        `frame` may be a function returning the rows: it is called once the partitions are
+        locked against other writers, inside the transaction, so rows copied from another
+        store are never older than what a concurrent writer of the same partitions wrote.
         """
         _check_dataset(dataset)
         schema = stored_schema(dataset)
-        try:
-            rows = _conform(frame, schema, fill_missing=schema is not BAR_SCHEMA)
-        except (ValueError, pl.exceptions.PolarsError) as exc:
-            raise StoreError(f"{dataset}: frame does not fit the {dataset} schema: {exc}") from exc
-        return self._replace(dataset, rows, partitions)
 
-    def write_quarantine(
-        self, dataset: str, frame: pl.DataFrame, partitions: Sequence[Partition]
-    ) -> int:
+        def conform(raw: pl.DataFrame) -> pl.DataFrame:
+            try:
+                return _conform(raw, schema, fill_missing=schema is not BAR_SCHEMA)
+            except (ValueError, pl.exceptions.PolarsError) as exc:
+                raise StoreError(
+                    f"{dataset}: frame does not fit the {dataset} schema: {exc}"
+                ) from exc
+
+        return self._replace(dataset, _then(frame, conform), partitions)
+
+    def write_quarantine(self, dataset: str, frame: Rows, partitions: Sequence[Partition]) -> int:
         """Replace the quarantined rows of the listed partitions of `dataset`.
 
         `frame` holds bar columns (any may be null) plus `session` (the partition each row was
         quarantined from), `dataset`, `rule`, `detail` and `quarantined_at`. Rows are filed by
         `symbol` and `session`, not by `ts`; a missing `session` column is derived from `ts`,
         a missing `dataset` column is `dataset`, other missing columns are null. Same replace
-        semantics as `write_partitions`; duplicate keys are allowed here.
+        semantics as `write_partitions` (`frame` may be a function too); duplicate keys are
+        allowed here.
         """
         _check_dataset(dataset)
         table = f"quarantine_{dataset}"
-        missing = [c for c in ("rule", "source") if c not in frame.columns]
-        if missing:
-            raise StoreError(f"{table}: frame is missing required column(s) {missing}")
-        if "dataset" not in frame.columns:
-            frame = frame.with_columns(pl.lit(dataset).alias("dataset"))
-        if "session" not in frame.columns:
-            frame = frame.with_columns(layout_for(dataset).session_expr().alias("session"))
-        try:
-            rows = _conform(frame, _quarantine_schema(dataset), fill_missing=True)
-        except pl.exceptions.PolarsError as exc:
-            raise StoreError(f"{table}: frame does not fit: {exc}") from exc
-        foreign = rows.filter(pl.col("dataset").ne_missing(dataset))
-        if not foreign.is_empty():
-            raise StoreError(
-                f"{table}: {foreign.height} row(s) belong to dataset "
-                f"{foreign['dataset'][0]!r}; write them to that dataset's quarantine"
-            )
-        return self._replace(table, rows, partitions)
+
+        def conform(frame: pl.DataFrame) -> pl.DataFrame:
+            missing = [c for c in ("rule", "source") if c not in frame.columns]
+            if missing:
+                raise StoreError(f"{table}: frame is missing required column(s) {missing}")
+            if "dataset" not in frame.columns:
+                frame = frame.with_columns(pl.lit(dataset).alias("dataset"))
+            if "session" not in frame.columns:
+                frame = frame.with_columns(layout_for(dataset).session_expr().alias("session"))
+            try:
+                rows = _conform(frame, _quarantine_schema(dataset), fill_missing=True)
+            except pl.exceptions.PolarsError as exc:
+                raise StoreError(f"{table}: frame does not fit: {exc}") from exc
+            foreign = rows.filter(pl.col("dataset").ne_missing(dataset))
+            if not foreign.is_empty():
+                raise StoreError(
+                    f"{table}: {foreign.height} row(s) belong to dataset "
+                    f"{foreign['dataset'][0]!r}; write them to that dataset's quarantine"
+                )
+            return rows
+
+        return self._replace(table, _then(frame, conform), partitions)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -334,7 +348,7 @@ class TimescaleStore:
     def _transaction(self, action: str) -> Iterator[psycopg.Cursor]:
         """A cursor whose work is committed on success and rolled back on any error."""
         if self._conn.closed:
-            raise StoreError(f"{action}: the store is closed")
+            self._reconnect(action)
         try:
             with self._conn.cursor() as cur:
                 yield cur
@@ -346,34 +360,50 @@ class TimescaleStore:
             self._rollback()
             raise
 
+    def _reconnect(self, action: str) -> None:
+        """A new connection after the server dropped ours (terminated, restarted); StoreError
+        saying why when this store was closed or the server cannot be reached."""
+        if self._closed:
+            raise StoreError(f"{action}: this TimescaleStore was closed; open a new one")
+        try:
+            self._conn = psycopg.connect(self._dsn, autocommit=False)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"{action}: the connection to PostgreSQL ({describe_dsn(self._dsn)}) was lost "
+                f"and reconnecting failed: {' '.join(str(exc).split())}"
+            ) from exc
+        self._hypertables = None
+        self._aggregates = {}
+
     def _rollback(self) -> None:
         if not self._conn.closed:
             self._conn.rollback()
 
-    def _replace(self, table: str, rows: pl.DataFrame, partitions: Sequence[Partition]) -> int:
+    def _replace(self, table: str, rows: Rows, partitions: Sequence[Partition]) -> int:
         """Delete the listed partitions of `table` and COPY `rows` in, in one transaction.
 
         Bar tables place a row in a partition by its `ts` (tick tables by `ts_event`) within
         the session's bounds; quarantine tables by its `session` column. Writers of the same
         partitions wait for each other (advisory locks); on a hypertable the transaction may
         decompress at most `decompression_budget` tuples. Continuous aggregates over the table
-        are refreshed over the written window after the commit.
+        are refreshed over the written window after the commit. `rows` given as a function is
+        called after the locks are taken.
         """
         layout = layout_for(table)
         time = layout.time_column
         wanted = _partition_frame(partitions)
         validate_symbols(wanted["symbol"])
-        _check_rows_inside(table, rows, wanted, layout.session_expr(), time)
-        rows = _sorted_by_key(rows, time)
-        ns_time = rows.schema.get(time) == TICK_TS_DTYPE
-        rows = _ns_as_bigint(rows)
+
+        def ready(frame: pl.DataFrame) -> pl.DataFrame:
+            _check_rows_inside(table, frame, wanted, layout.session_expr(), time)
+            return _sorted_by_key(frame, time)
+
+        if not callable(rows):
+            rows = ready(rows)
+        ns_time = stored_schema(table.removeprefix("quarantine_")).get(time) == TICK_TS_DTYPE
         pairs = list(wanted.iter_rows())
         blocks = partition_blocks(layout, pairs, ns=ns_time)
         deletes = delete_statements(table, layout.session_column or time, blocks)
-        copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
-            table=sql.Identifier(table),
-            columns=sql.SQL(", ").join(map(sql.Identifier, rows.columns)),
-        )
         action = f"writing {wanted.height} partition(s) of {table}"
         timescale = self.uses_timescale  # detected before the write transaction starts
         with self._transaction(action) as cur:
@@ -394,8 +424,15 @@ class TimescaleStore:
                         "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = {}"
                     ).format(sql.Literal(budget))
                 )
+            if callable(rows):
+                rows = ready(rows())
             if deletes:
                 cur.execute(sql.SQL(";\n").join(deletes))
+            rows = _ns_as_bigint(rows)
+            copy = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
+                table=sql.Identifier(table),
+                columns=sql.SQL(", ").join(map(sql.Identifier, rows.columns)),
+            )
             if not rows.is_empty():
                 with cur.copy(copy) as copier:
                     for chunk in _binary_copy_chunks(rows):
@@ -426,6 +463,13 @@ class TimescaleStore:
         if table not in self._aggregates:
             self._aggregates[table] = aggregates_of(cur, table)
         return self._aggregates[table]
+
+
+def _then(rows: Rows, change: Callable[[pl.DataFrame], pl.DataFrame]) -> Rows:
+    """`change(rows)`, or for a function of rows a function that applies `change` later."""
+    if callable(rows):
+        return lambda: change(rows())
+    return change(rows)
 
 
 def _timescaledb_unusable(cur: psycopg.Cursor, dsn: str) -> tuple[int, str] | None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -139,25 +141,60 @@ def load_indicators_config(config_dir: str | Path | None = None) -> IndicatorsCo
         raise ConfigError(f"{path}: {problems}") from exc
 
 
-def indicator_values(
-    adjusted: pl.DataFrame, spec: IndicatorSpec, window: int
-) -> dict[str, np.ndarray]:
-    """Each output of `spec` for every row of ONE symbol's adjusted bars (sorted by ts).
+@dataclass(frozen=True)
+class _Prepared:
+    """What `indicator_values` needs of a spec, looked up once per run, not per symbol."""
 
-    Row i's value is TA-Lib over rows [i - window + 1, i]; NaN until the function's lookback.
+    function: Callable[..., Any]
+    params: dict[str, float | int]
+    names: list[str]
+    columns: list[str]
+    lookback: int
+
+
+def _prepare(spec: IndicatorSpec) -> _Prepared:
+    # TA-Lib's compiled function (`__wrapped__`), not talib.<NAME> itself: the package wraps
+    # each function in a Python layer that inspects every argument for pandas/polars series,
+    # which cost more than the computation on 300-value windows (the scale benchmark's
+    # profile). The arrays passed here are already contiguous float64.
+    wrapped = getattr(talib, spec.function)
+    return _Prepared(
+        function=getattr(wrapped, "__wrapped__", wrapped),
+        params=spec.talib_params(),
+        names=spec.output_names(),
+        columns=spec.input_columns(),
+        lookback=spec.function_lookback(),
+    )
+
+
+def indicator_values(
+    adjusted: pl.DataFrame,
+    spec: IndicatorSpec,
+    window: int,
+    rows: np.ndarray | None = None,
+    prepared: _Prepared | None = None,
+) -> dict[str, np.ndarray]:
+    """Each output of `spec` for the `rows` (default: all) of ONE symbol's adjusted bars.
+
+    Row i's value is TA-Lib over rows [i - window + 1, i]; NaN until the function's lookback
+    and for rows not asked for. Runs only compute the rows they output: a daily run's frame
+    holds `window` earlier sessions per symbol to output one, a year's run about as many as
+    it outputs.
     """
-    inputs = [adjusted.get_column(c).cast(pl.Float64).to_numpy() for c in spec.input_columns()]
-    inputs = [np.ascontiguousarray(a) for a in inputs]
-    function = getattr(talib, spec.function)
-    params = spec.talib_params()
-    names = spec.output_names()
-    values = {name: np.full(adjusted.height, np.nan) for name in names}
-    lookback = spec.function_lookback()
-    for row in range(lookback, adjusted.height):
+    plan = prepared or _prepare(spec)
+    inputs = [
+        np.ascontiguousarray(adjusted.get_column(c).cast(pl.Float64).to_numpy())
+        for c in plan.columns
+    ]
+    values = {name: np.full(adjusted.height, np.nan) for name in plan.names}
+    wanted = range(adjusted.height) if rows is None else rows
+    for row in wanted:
+        if row < plan.lookback:
+            continue
         first = max(0, row - window + 1)
-        result = function(*(a[first : row + 1] for a in inputs), **params)
+        result = plan.function(*(a[first : row + 1] for a in inputs), **plan.params)
         outputs = result if isinstance(result, tuple) else (result,)
-        for name, output in zip(names, outputs, strict=True):
+        for name, output in zip(plan.names, outputs, strict=True):
             values[name][row] = output[-1]
     return values
 
@@ -173,6 +210,7 @@ def compute_indicators(
     sessions the windows reach back to; only rows whose session is in `sessions` are output.
     """
     wanted = None if sessions is None else set(sessions)
+    plans = [(spec, _prepare(spec)) for spec in config.indicators]
     frames: list[pl.DataFrame] = []
     for (symbol,), bars in (
         adjusted.sort("symbol", "ts").partition_by("symbol", as_dict=True).items()
@@ -183,8 +221,9 @@ def compute_indicators(
         if not keep.any():
             continue
         columns: dict[str, np.ndarray] = {}
-        for spec in config.indicators:
-            columns.update(indicator_values(bars, spec, config.lookback_sessions))
+        rows = np.flatnonzero(keep)
+        for spec, plan in plans:
+            columns.update(indicator_values(bars, spec, config.lookback_sessions, rows, plan))
         ts = bars.get_column("ts").filter(pl.Series(keep))
         for name, values in columns.items():
             frames.append(

@@ -81,9 +81,11 @@ def _backup_vs_stored(
     return compare_bars(backup, stored).as_metadata(sources, primary)
 
 
-def _backfill_policy(dataset: DatasetConfig, symbol_keys: int) -> BackfillPolicy:
-    # A run covers about `backfill_sessions_per_run` sessions of every symbol key.
-    return BackfillPolicy.multi_run(dataset.backfill_sessions_per_run * max(symbol_keys, 1))
+def _backfill_policy(dataset: DatasetConfig) -> BackfillPolicy:
+    # A backfill run covers up to `backfill_sessions_per_run` sessions of a block of symbol
+    # keys: UI backfills are planned as such rectangles (defs/backfills.py), which reads this
+    # number as sessions; the CLI and sensors plan the same rectangles themselves.
+    return BackfillPolicy.multi_run(dataset.backfill_sessions_per_run)
 
 
 def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> AssetsDefinition:
@@ -94,7 +96,7 @@ def fetched_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
         description=dataset.description,
         group_name="bars",
         partitions_def=session_symbol_partitions(dataset.start, config.calendar_of(name)),
-        backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
+        backfill_policy=_backfill_policy(dataset),
         io_manager_key=IO_MANAGER_KEY,
         kinds={"polars", "parquet"},
         metadata={
@@ -162,9 +164,7 @@ def derived_bars_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> 
             config.datasets[parent].start, config.calendar_of(name)
         ),
         # Same policy as the parent, so one run can carry both.
-        backfill_policy=_backfill_policy(
-            config.datasets[parent], len(config.symbol_partitions.keys)
-        ),
+        backfill_policy=_backfill_policy(config.datasets[parent]),
         io_manager_key=IO_MANAGER_KEY,
         deps=[parent],
         kinds={"polars", "parquet"},

@@ -48,7 +48,7 @@ def indicators_asset(config: AppConfig, indicators: IndicatorsConfig) -> AssetsD
         + ", ".join(indicators.names()),
         group_name="corporate_actions",
         partitions_def=session_symbol_partitions(daily.start, config.calendar_of(DAILY_BARS)),
-        backfill_policy=_backfill_policy(daily, len(config.symbol_partitions.keys)),
+        backfill_policy=_backfill_policy(daily),
         io_manager_key=TABLE_IO_MANAGER_KEY,
         deps=[ADJUSTED_ASSET],
         kinds={"polars", "parquet", "talib"},

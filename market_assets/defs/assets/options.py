@@ -108,7 +108,7 @@ def options_chains_asset(dataset: DatasetConfig, config: AppConfig) -> AssetsDef
         description=dataset.description,
         group_name="options",
         partitions_def=session_symbol_partitions(dataset.start, config.exchange),
-        backfill_policy=_backfill_policy(dataset, len(config.symbol_partitions.keys)),
+        backfill_policy=_backfill_policy(dataset),
         io_manager_key=OPTIONS_IO_MANAGER_KEY,
         deps=[DAILY_BARS] if DAILY_BARS in config.datasets else [],
         kinds={"polars", "parquet"},

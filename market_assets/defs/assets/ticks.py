@@ -60,14 +60,13 @@ def _metadata(frame: pl.DataFrame, started: float) -> dict[str, object]:
 
 def tick_asset(name: str, dataset: DatasetConfig, config: AppConfig) -> AssetsDefinition:
     """An asset whose ticks come from the provider registry (or DBN files, by run tag)."""
-    symbol_keys = max(len(config.symbol_partitions.keys), 1)
 
     @asset(
         name=name,
         description=dataset.description,
         group_name="ticks",
         partitions_def=session_symbol_partitions(dataset.start, config.calendar_of(name)),
-        backfill_policy=BackfillPolicy.multi_run(dataset.backfill_sessions_per_run * symbol_keys),
+        backfill_policy=BackfillPolicy.multi_run(dataset.backfill_sessions_per_run),
         io_manager_key=TICKS_IO_MANAGER_KEY,
         kinds={"polars", "parquet"},
         metadata={"tick_dataset": name, "providers": ", ".join(dataset.providers)},

@@ -52,7 +52,7 @@ from market_assets.core.rules.engine import RULES_BY_NAME
 from market_assets.core.stores.check_results import CHECK_RESULT_SCHEMA, CheckResultsStore
 from market_assets.core.stores.layout import GRANULARITY_DATASET
 from market_assets.defs.checks.inputs import gather_inputs
-from market_assets.defs.events import deferred, record_evaluations, step_of
+from market_assets.defs.events import CHECK_SECONDS, deferred, record_evaluations, step_of
 from market_assets.defs.partitions import split_partition_key
 from market_assets.defs.resources import PlatformResource
 
@@ -126,6 +126,8 @@ def run_quality_check(
     pairs = [pair for key in keys for pair in members[key]]
     lake = platform.lake()
     inputs = gather_inputs(lake, config, thresholds, dataset, granularity, pairs)
+    for problem in inputs.unreadable_context:
+        context.log.warning(f"{dataset} quality judged without some context: {problem}")
     read = time.perf_counter()
     report = check_bars(inputs.bars, inputs.context)
     judged = time.perf_counter()
@@ -163,6 +165,9 @@ def run_quality_check(
         output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
             check_key
         ),
+        # Our code's share of the step (reading, rules, results table; not the recording),
+        # which run summaries count as ours (defs/runner.py).
+        metadata={CHECK_SECONDS: round(prepared - started, 4)},
     )
 
 

@@ -5,22 +5,31 @@ output: they judge what users will read (after validation and quarantine), they 
 than the run's own rows (the sessions before it for robust statistics and the previous
 close, the other granularity for reconciliation, corporate actions), and a check re-run on
 its own (without materializing) reads the same thing.
+
+The judged dataset's own files must read. The other datasets a rule compares with (daily bars
+for intraday checks, minute bars for daily checks, corporate actions) are context: a file of
+theirs that does not read is logged and listed in `unreadable_context`, and the rules that
+need it judge without it, so one corrupt daily file does not fail every minute-bar run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from market_assets.core.calendar import TradingCalendar, get_calendar
 from market_assets.core.config import AppConfig
+from market_assets.core.errors import StoreError
 from market_assets.core.rules import CheckThresholds, RuleContext
 from market_assets.core.stores.lake import ParquetLake
 from market_assets.core.stores.layout import GRANULARITY_DATASET, layout_for
 from market_assets.core.transforms.resample import session_schedule
+
+log = logging.getLogger(__name__)
 
 Partition = tuple[str, dt.date]
 ACTIONS_DATASET = "corporate_actions"
@@ -35,6 +44,7 @@ class CheckInputs:
     bars: pl.DataFrame
     context: RuleContext
     quarantined: pl.DataFrame  # symbol, session, quarantined_rows
+    unreadable_context: list[str] = field(default_factory=list)  # one error per unread read
 
 
 def _previous_sessions(calendar: TradingCalendar, first: dt.date, count: int) -> list[dt.date]:
@@ -69,18 +79,17 @@ def gather_inputs(
         pl.len().cast(pl.Int64).alias("quarantined_rows")
     )
     daily = minute = previous_close = None
+    unreadable: list[str] = []
     has_daily = DAILY_DATASET in config.datasets
     if granularity != "1d" and has_daily:
         wanted = _pairs(symbols, [*before[-1:], *sessions])
-        daily_bars = lake.read_partitions(DAILY_DATASET, wanted)
-        daily = daily_bars if not daily_bars.is_empty() else None
+        daily = _context(lake, DAILY_DATASET, wanted, dataset, unreadable)
         if daily is not None:
             previous_close = _previous_closes(daily, calendar)
     if granularity == "1d" and MINUTE_DATASET in config.datasets:
         minute_start = config.datasets[MINUTE_DATASET].start
         recent = [(s, d) for s, d in partitions if d >= minute_start]
-        minute_bars = lake.read_partitions(MINUTE_DATASET, recent) if recent else None
-        minute = minute_bars if minute_bars is not None and not minute_bars.is_empty() else None
+        minute = _context(lake, MINUTE_DATASET, recent, dataset, unreadable)
     context = RuleContext(
         dataset=dataset,
         granularity=granularity,
@@ -91,10 +100,32 @@ def gather_inputs(
         previous_close=previous_close,
         daily=daily,
         minute=minute,
-        actions=_actions(lake, config, symbols, [*before, *sessions]),
+        actions=_actions(lake, config, symbols, [*before, *sessions], dataset, unreadable),
         adjusted=served_adjusted(config, bars),
     )
-    return CheckInputs(bars=bars, context=context, quarantined=quarantined)
+    return CheckInputs(
+        bars=bars, context=context, quarantined=quarantined, unreadable_context=unreadable
+    )
+
+
+def _context(
+    lake: ParquetLake,
+    context_dataset: str,
+    pairs: list[Partition],
+    judged: str,
+    unreadable: list[str],
+) -> pl.DataFrame | None:
+    """Rows of another dataset a rule compares with, or None when there are none or they do
+    not read (the error, naming the file, is logged and added to `unreadable`)."""
+    if not pairs:
+        return None
+    try:
+        frame = lake.read_partitions(context_dataset, pairs)
+    except StoreError as exc:
+        log.warning("%s checks go on without %s: %s", judged, context_dataset, exc)
+        unreadable.append(str(exc))
+        return None
+    return frame if not frame.is_empty() else None
 
 
 def served_adjusted(config: AppConfig, bars: pl.DataFrame) -> bool:
@@ -125,7 +156,12 @@ def _previous_closes(daily: pl.DataFrame, calendar: TradingCalendar) -> pl.DataF
 
 
 def _actions(
-    lake: ParquetLake, config: AppConfig, symbols: list[str], sessions: list[dt.date]
+    lake: ParquetLake,
+    config: AppConfig,
+    symbols: list[str],
+    sessions: list[dt.date],
+    judged: str,
+    unreadable: list[str],
 ) -> pl.DataFrame | None:
     """Corporate actions of `symbols` on `sessions`, or None when none are stored at all
     (then split-sized jumps stay "unexplained" rather than judged against an empty list)."""
@@ -134,4 +170,9 @@ def _actions(
     layout = layout_for(ACTIONS_DATASET)
     if not any(lake.store.exists(layout.relative_path(s, sessions[0])) for s in symbols):
         return None
-    return lake.read_partitions(ACTIONS_DATASET, _pairs(symbols, sessions))
+    try:
+        return lake.read_partitions(ACTIONS_DATASET, _pairs(symbols, sessions))
+    except StoreError as exc:
+        log.warning("%s checks go on without %s: %s", judged, ACTIONS_DATASET, exc)
+        unreadable.append(str(exc))
+        return None

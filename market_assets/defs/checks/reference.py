@@ -43,7 +43,7 @@ from market_assets.core.reference.store import ReferenceStore
 from market_assets.core.rules import load_thresholds
 from market_assets.defs.assets.reference import CONSTITUENTS, INDEX_MEMBERSHIP, REFERENCE
 from market_assets.defs.checks.bars import target_materializations
-from market_assets.defs.events import record_evaluations
+from market_assets.defs.events import CHECK_SECONDS, record_evaluations
 from market_assets.defs.reference_io import session_keys
 from market_assets.defs.resources import PlatformResource
 
@@ -159,6 +159,7 @@ def _snapshot_check(dataset: str, assets_def: AssetsDefinition) -> AssetChecksDe
             output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
                 spec.key
             ),
+            metadata={CHECK_SECONDS: round(judged - started, 4)},
         )
 
     return _check

@@ -26,10 +26,20 @@ SESSIONS_2024 = get_calendar().sessions("2024-01-01", "2024-12-31")
 JAN_2024 = [d for d in SESSIONS_2024 if d.month == 1]
 
 
-@pytest.fixture(params=["local", "s3"])
-def lake(request: pytest.FixtureRequest) -> ParquetLake:
-    """The same tests against a local folder and an S3 bucket."""
+OPEN_JANUARY = dt.date(2024, 1, 20)  # a "today" on which January 2024 has not closed yet
+
+
+@pytest.fixture(params=["local", "s3", "local_open"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> ParquetLake:
+    """The same tests against a local folder and an S3 bucket (where 2024 has closed, so
+    writes go to compacted files), and a local folder on a day when 2024 is still open."""
+    if request.param == "local_open":
+        return ParquetLake(str(tmp_path / "open"), today=lambda: OPEN_JANUARY)
     return request.getfixturevalue(f"{request.param}_lake")
+
+
+def compacts_january_2024(lake: ParquetLake) -> bool:
+    return lake._today() > dt.date(2024, 2, 5)
 
 
 def partitions(symbols: list[str], sessions: list[dt.date]) -> list[tuple[str, dt.date]]:
@@ -49,7 +59,7 @@ def stored_files(lake: ParquetLake) -> list[str]:
             item["Key"].removeprefix(f"{store.prefix}/") for item in listing.get("Contents", [])
         )
     root = Path(lake.root)
-    return [f for f in files_under(root) if f.endswith(".parquet")] if root.exists() else []
+    return [f for f in files_under(root) if f != ".lake.lock"] if root.exists() else []
 
 
 # ------------------------------------------------------------------------------ round trip
@@ -67,7 +77,8 @@ def test_round_trip_keeps_exact_values_and_dtypes(
     back = lake.read(dataset, ["MSFT", "AAPL"], dt.date(2024, 1, 1), dt.date(2024, 2, 1))
     # Assert
     assert summary.rows == bars.height
-    assert summary.files_written == (2 if granularity == "1d" else 10)
+    one_file_per_symbol = granularity == "1d" or compacts_january_2024(lake)
+    assert summary.files_written == (2 if one_file_per_symbol else 10)
     assert back.schema == pl.Schema(BAR_SCHEMA)
     assert_frame_equal(back, bars)
 
@@ -134,9 +145,13 @@ def test_empty_frame_for_an_intraday_partition_deletes_the_day_file(lake: Parque
     )
     back = lake.read("bars_1m", ["AAPL"], dt.date(2024, 1, 1), dt.date(2024, 2, 1))
     # Assert
-    assert summary.files_deleted == 1
     assert back.get_column("ts").dt.date().unique().to_list() == [sessions[1]]
-    assert stored_files(lake) == ["ticks/minute/AAPL/2024/01/03/ticks.parquet"]
+    if compacts_january_2024(lake):
+        assert (summary.files_written, summary.files_deleted) == (1, 0)
+        assert stored_files(lake) == ["ticks/minute/AAPL/2024/01/ticks.parquet"]
+    else:
+        assert (summary.files_written, summary.files_deleted) == (0, 1)
+        assert stored_files(lake) == ["ticks/minute/AAPL/2024/01/03/ticks.parquet"]
 
 
 # ---------------------------------------------------------------------- refused writes
@@ -482,3 +497,171 @@ def test_quarantine_round_trip_keeps_rows_apart_from_the_bars(lake: ParquetLake)
         back, quarantined.sort("symbol", "ts", maintain_order=True), check_column_order=True
     )
     assert lake.read("bars_1m", ["AAPL"], session, session + dt.timedelta(days=1)).is_empty()
+
+
+# ------------------------------------------------------------------------------ compaction
+
+
+FEB_2024 = [d for d in SESSIONS_2024 if d.month == 2]
+
+
+def lake_on(root: Path, today: dt.date) -> ParquetLake:
+    return ParquetLake(str(root), today=lambda: today)
+
+
+def test_closing_a_month_folds_its_day_files_into_one_month_file_with_every_row(
+    tmp_path: Path,
+) -> None:
+    # Arrange: January written day by day while it is open.
+    january = make_bars(["AAPL"], JAN_2024, "1m", seed=3)
+    lake_on(tmp_path, OPEN_JANUARY).write_partitions(
+        "bars_1m", january, partitions(["AAPL"], JAN_2024)
+    )
+    day_files = stored_files(lake_on(tmp_path, OPEN_JANUARY))
+    # Act: in February (after the grace days) one January session is re-materialized.
+    later = lake_on(tmp_path, dt.date(2024, 2, 10))
+    replacement = make_bars(["AAPL"], [JAN_2024[4]], "1m", seed=99)
+    summary = later.write_partitions("bars_1m", replacement, [("AAPL", JAN_2024[4])])
+    # Assert
+    expected = pl.concat(
+        [
+            january.filter(
+                pl.col("ts").dt.convert_time_zone("America/New_York").dt.date() != JAN_2024[4]
+            ),
+            replacement,
+        ]
+    ).sort("symbol", "ts")
+    assert len(day_files) == len(JAN_2024)
+    assert (summary.files_written, summary.files_deleted) == (1, len(JAN_2024))
+    assert stored_files(later) == ["ticks/minute/AAPL/2024/01/ticks.parquet"]
+    assert_frame_equal(
+        later.read("bars_1m", "AAPL", dt.date(2024, 1, 1), dt.date(2024, 2, 1)), expected
+    )
+    assert list(Path(tmp_path, "ticks/minute/AAPL/2024/01").iterdir()) == [
+        Path(tmp_path, "ticks/minute/AAPL/2024/01/ticks.parquet")
+    ]
+
+
+def test_replacing_a_partition_inside_a_month_file_replaces_exactly_that_partition(
+    local_lake: ParquetLake,
+) -> None:
+    # Arrange: two symbols, January and February, all compacted.
+    sessions = JAN_2024 + FEB_2024
+    bars = make_bars(["AAPL", "MSFT"], sessions, "1m", seed=5)
+    local_lake.write_partitions("bars_1m", bars, partitions(["AAPL", "MSFT"], sessions))
+    target = ("MSFT", FEB_2024[3])
+    replacement = make_bars(["MSFT"], [FEB_2024[3]], "1m", seed=77).head(100)
+    # Act
+    local_lake.write_partitions("bars_1m", replacement, [target])
+    back = local_lake.read("bars_1m", ["AAPL", "MSFT"], dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    # Assert
+    session = pl.col("ts").dt.convert_time_zone("America/New_York").dt.date()
+    untouched = bars.filter(~((pl.col("symbol") == "MSFT") & (session == FEB_2024[3])))
+    assert_frame_equal(back, pl.concat([untouched, replacement]).sort("symbol", "ts"))
+    assert len(stored_files(local_lake)) == 4  # one file per symbol-month
+
+
+def test_daily_history_keeps_closed_years_in_one_file_and_the_open_year_apart(
+    tmp_path: Path,
+) -> None:
+    # Arrange: 2022-2024 on a day in 2024: 2022 and 2023 are closed, 2024 is open.
+    sessions = get_calendar().sessions("2022-01-01", "2024-03-28")
+    bars = make_bars(["AAPL"], sessions, seed=2)
+    lake = lake_on(tmp_path, dt.date(2024, 3, 29))
+    # Act
+    lake.write_partitions("bars_1d", bars, partitions(["AAPL"], sessions))
+    # Assert
+    assert stored_files(lake) == [
+        "ticks/daily/AAPL/2024/ticks.parquet",
+        "ticks/daily/AAPL/ticks.parquet",
+    ]
+    assert_frame_equal(lake.read("bars_1d", "AAPL", dt.date(2000, 1, 1), dt.date(2030, 1, 1)), bars)
+    # Act again: a year later, writing one 2024 session folds 2024 into the history file.
+    later = lake_on(tmp_path, dt.date(2025, 3, 1))
+    later.write_partitions("bars_1d", bars.tail(1), [("AAPL", sessions[-1])])
+    assert stored_files(later) == ["ticks/daily/AAPL/ticks.parquet"]
+    assert_frame_equal(
+        later.read("bars_1d", "AAPL", dt.date(2000, 1, 1), dt.date(2030, 1, 1)), bars
+    )
+
+
+def test_reads_open_only_the_files_the_range_needs(
+    local_lake: ParquetLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: three compacted months of 1m bars for two symbols.
+    sessions = [d for d in SESSIONS_2024 if d.month <= 3]
+    local_lake.write_partitions(
+        "bars_1m",
+        make_bars(["AAPL", "MSFT"], sessions, "1m"),
+        partitions(["AAPL", "MSFT"], sessions),
+    )
+    scanned: list[list[str]] = []
+    real_scan = pl.scan_parquet
+
+    def counting_scan(sources, *args, **kwargs):
+        scanned.append([str(s) for s in sources])
+        return real_scan(sources, *args, **kwargs)
+
+    monkeypatch.setattr(pl, "scan_parquet", counting_scan)
+    # Act
+    month = local_lake.read("bars_1m", "AAPL", dt.date(2024, 2, 5), dt.date(2024, 2, 20))
+    quarter = local_lake.read("bars_1m", "AAPL", dt.date(2024, 1, 2), dt.date(2024, 4, 1))
+    # Assert
+    assert month.height > 0 and quarter.height == len(sessions) * 390
+    assert [Path(p).relative_to(local_lake.root).as_posix() for p in scanned[0]] == [
+        "ticks/minute/AAPL/2024/02/ticks.parquet"
+    ]
+    assert len(scanned[1]) == 3
+
+
+# --------------------------------------------------------------------- leftovers and errors
+
+
+def test_writes_leave_no_lock_or_temp_file_beside_the_data(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    open_lake = lake_on(root, OPEN_JANUARY)
+    open_lake.write_partitions(
+        "bars_1d", make_bars(["AAPL"], JAN_2024[:3]), partitions(["AAPL"], JAN_2024[:3])
+    )
+    open_lake.write_partitions(
+        "bars_1m", make_bars(["AAPL"], JAN_2024[:2], "1m"), partitions(["AAPL"], JAN_2024[:2])
+    )
+    run_in_threads(4, lambda i: write_one_session(open_lake, JAN_2024[4 + i]))
+    ParquetLake(str(root)).write_partitions(
+        "bars_1d", make_bars(["MSFT"], JAN_2024[:3]), partitions(["MSFT"], JAN_2024[:3])
+    )
+    leftovers = [f for f in files_under(root) if not f.endswith(".parquet")]
+    assert leftovers == [".lake.lock"]
+
+
+def test_stale_temp_files_are_removed_by_the_next_write_into_their_folder(
+    tmp_path: Path,
+) -> None:
+    # Arrange: a killed writer's temp file (2 hours old) and a live one (just written).
+    lake = lake_on(tmp_path, OPEN_JANUARY)
+    folder = tmp_path / "ticks/daily/AAPL/2024"
+    folder.mkdir(parents=True)
+    stale, live = folder / ".ticks.parquet.dead.tmp", folder / ".ticks.parquet.live.tmp"
+    stale.write_bytes(b"half a file")
+    live.write_bytes(b"being written")
+    two_hours_ago = dt.datetime.now().timestamp() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    # Act
+    lake.write_partitions("bars_1d", make_bars(["AAPL"], JAN_2024[:1]), [("AAPL", JAN_2024[0])])
+    # Assert
+    assert sorted(p.name for p in folder.iterdir()) == [".ticks.parquet.live.tmp", "ticks.parquet"]
+
+
+def test_unreadable_file_among_many_is_the_one_named(tmp_path: Path) -> None:
+    # Arrange: 1m day files of three symbols; MSFT's second file is garbage.
+    lake = lake_on(tmp_path, OPEN_JANUARY)
+    symbols = ["AAPL", "MSFT", "NVDA"]
+    lake.write_partitions(
+        "bars_1m", make_bars(symbols, JAN_2024[:3], "1m"), partitions(symbols, JAN_2024[:3])
+    )
+    bad = Path(lake.uri_for("bars_1m", "MSFT", JAN_2024[1]))
+    bad.write_bytes(b"PAR1 not really parquet")
+    # Act / Assert
+    with pytest.raises(StoreError, match=f"cannot read {bad}:") as raised:
+        lake.read("bars_1m", symbols, dt.date(2024, 1, 1), dt.date(2024, 2, 1))
+    assert "AAPL" not in str(raised.value) and "NVDA" not in str(raised.value)
