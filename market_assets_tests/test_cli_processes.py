@@ -87,6 +87,8 @@ class Workdir:
 
     def stored_rows(self) -> pl.DataFrame:
         """The (symbol, ts) of every bars_1m row stored in the lake (query API)."""
+        if not self.data.exists():  # nothing was ever stored
+            return pl.DataFrame({"symbol": [], "ts": []})
         market = MarketData(root=str(self.data))
         first, end = dt.date(2024, 1, 1), dt.date(2025, 1, 1)
         return market.bars(list(SYMBOLS), first, end, granularity="1m", columns=["symbol", "ts"])
