@@ -187,8 +187,7 @@ def _failed_runs(instance, summary, debug: bool) -> list[str]:  # noqa: ANN001
 
 def _stops_cleanly(command: Callable[..., None]) -> Callable[..., None]:
     """A command that launches runs, with SIGINT/SIGTERM turned into a clean stop: the current
-    run finishes, no further run starts, a second signal stops at once (defs/process_runs.py).
-    Entered before the command imports anything that starts a thread."""
+    run finishes, no further run starts, a second signal stops at once (defs/process_runs.py)."""
 
     @functools.wraps(command)
     def run(*args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the command's own options

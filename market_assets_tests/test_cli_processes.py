@@ -23,7 +23,9 @@ import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.utils import make_new_run_id
 from psycopg.conninfo import conninfo_to_dict
+from typer.testing import CliRunner
 
+from market_assets.cli import app
 from market_assets.core.calendar import get_calendar
 from market_assets.query import MarketData
 from market_assets_tests.fixtures.postgres import create_scratch_database, drop_scratch_database
@@ -258,8 +260,8 @@ def test_second_sigterm_stops_a_run_waiting_for_a_pool_slot_and_frees_its_claim(
 
 BARRIER = """\
 import pathlib, sys, time
-import market_assets.cli, market_assets.definitions, market_assets.defs.checks.status
 import dagster._core.storage.sqlite_storage
+import market_assets.cli, market_assets.cli_output, market_assets.defs.checks.status
 ready, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 ready.write_text("")
 while not go.exists():
@@ -268,25 +270,27 @@ market_assets.cli.app(sys.argv[3:])
 """
 
 
-def test_commands_started_at_once_on_a_fresh_instance_all_succeed(tmp_path):
-    """Three commands, their imports done, released at the same moment on a fresh SQLite
-    DAGSTER_HOME (no dagster.yaml yet): two `status` and an `ingest`."""
+def test_commands_started_at_once_on_a_fresh_instance_all_succeed(tmp_path, monkeypatch):
+    """Two `status` commands, their imports done, released at the same moment on a fresh
+    SQLite DAGSTER_HOME (no dagster.yaml yet); then an ingest on that instance."""
     work = Workdir(tmp_path, None, {})
     barrier = tmp_path / "barrier.py"
     barrier.write_text(BARRIER)
     go = tmp_path / "go"
-    days = sessions(2)
-    commands = [["status", "--data-dir", str(work.data)]] * 2 + [ingest_args(days, work.data)]
     processes = [
-        work.start(str(barrier), str(tmp_path / f"ready-{n}"), str(go), *command)
-        for n, command in enumerate(commands)
+        work.start(str(barrier), str(tmp_path / f"ready-{n}"), str(go), "status") for n in range(2)
     ]
     for n, process in enumerate(processes):
         work.wait_for((tmp_path / f"ready-{n}").exists, "its imports", process)
     go.write_text("")
     codes = [work.finish(process) for process in processes]
 
-    assert codes == [0, 0, 0], "\n".join(work.output(process) for process in processes)
+    assert codes == [0, 0], "\n".join(work.output(process) for process in processes)
+    for name, value in work.env.items():
+        monkeypatch.setenv(name, value)
+    days = sessions(2)
+    ingested = CliRunner().invoke(app, ingest_args(days, work.data))
+    assert ingested.exit_code == 0, ingested.output
     assert work.stored_rows().height == minute_rows(days)
     with DagsterInstance.from_config(str(work.home)) as instance:
         assert [run.status for run in instance.get_runs()] == [DagsterRunStatus.SUCCESS]

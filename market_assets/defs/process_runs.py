@@ -16,20 +16,24 @@ checks the earlier ones itself:
   row it stores is counted), no further run starts (`execute_run` raises RunsInterrupted),
   and a second signal stops at once, reporting the current run failed and freeing its slots.
 
-Signals are blocked in every thread while `StopSignals` is active and taken by one watcher
-thread (`signal.sigwait`), so Dagster's own interrupt handling (which aborts the current step
-and lets the caller start the next run) never sees them. Enter it before anything starts a
-native thread (numpy, polars): a thread created earlier keeps the signals unblocked.
+While `StopSignals` is active, runs execute in a worker thread and the main thread waits for
+them with the signal handlers installed: Dagster only takes over SIGINT/SIGTERM for a run
+executed on the main thread (it then aborts the current step and returns a failed run, and
+the caller starts the next one). Blocking the signals instead is no option: the subprocesses
+Dagster starts during a run (compute-log `tail`s) would inherit the mask and ignore the
+SIGTERM that ends them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import TypeVar
 
 import psutil
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
@@ -48,8 +52,7 @@ UNFINISHED_STATUSES = [
     DagsterRunStatus.STARTED,
     DagsterRunStatus.CANCELING,
 ]
-STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
-SIGNAL_MASKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere the defaults apply
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 START_TIME_TOLERANCE_S = 1.0
 
 
@@ -92,13 +95,17 @@ def execute_run(
     """Execute one run in this process, tagged with it (RunsInterrupted instead, when a
     SIGINT/SIGTERM came since `StopSignals` started)."""
     raise_if_stopping()
-    return job.execute_in_process(
-        run_config=dict(run_config),
-        instance=instance,
-        asset_selection=list(asset_selection),
-        tags={**(tags or {}), **process_tags()},
-        raise_on_error=False,
-    )
+
+    def execute() -> ExecuteInProcessResult:
+        return job.execute_in_process(
+            run_config=dict(run_config),
+            instance=instance,
+            asset_selection=list(asset_selection),
+            tags={**(tags or {}), **process_tags()},
+            raise_on_error=False,
+        )
+
+    return execute() if _active is None else _active.run(execute)
 
 
 def fail_orphaned_runs(instance: DagsterInstance) -> list[str]:
@@ -194,13 +201,16 @@ def raise_if_stopping() -> None:
         raise RunsInterrupted(_active.signum)
 
 
+Result = TypeVar("Result")
+
+
 class StopSignals:
     """While active, SIGINT/SIGTERM end the runs cleanly (see the module docstring).
 
-    `notify(line)` is told of the first signal; on a second one `stop_now(signum)` runs (in
-    the watcher thread) and the process exits with 128 + signum. The default `stop_now`
-    reports this process's unfinished runs failed, frees their slots and tells `error`
-    (default `notify`). Enter it from the main thread.
+    `notify(line)` is told of the first signal; on a second one `stop_now(signum)` runs and
+    the process exits with 128 + signum. The default `stop_now` reports this process's
+    unfinished runs failed, frees their slots and tells `error` (default `notify`). Only the
+    main thread handles signals: entered elsewhere it does nothing.
     """
 
     def __init__(
@@ -213,20 +223,15 @@ class StopSignals:
         self._error = error or notify
         self._stop_now = stop_now or self._fail_current_runs
         self.signum: int | None = None
-        self._closing = False
-        self._previous_mask: set[int] = set()
-        self._thread: threading.Thread | None = None
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
         global _active
-        if not SIGNAL_MASKS:
-            return self
-        self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        self._thread = threading.Thread(
-            target=self._watch, name="market-assets-stop-signals", daemon=True
-        )
-        self._thread.start()
-        _active = self
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {
+                signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS
+            }
+            _active = self
         return self
 
     def __exit__(
@@ -236,34 +241,42 @@ class StopSignals:
         traceback: TracebackType | None,
     ) -> None:
         global _active
-        if self._thread is None:
-            return
-        _active = None
-        self._closing = True
-        if self._thread.is_alive():
-            signal.pthread_kill(self._thread.ident, signal.SIGINT)
-            self._thread.join()
-        # A signal that came after the watcher stopped is taken here, not by the defaults.
-        while pending := signal.sigpending() & STOP_SIGNALS:
-            signal.sigwait(pending)
-        signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
+        if self._previous:
+            _active = None
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
 
-    def _watch(self) -> None:
-        while True:
-            signum = signal.sigwait(STOP_SIGNALS)
-            if self._closing:
-                return
-            if self.signum is None:
-                self.signum = signum
-                self._notify(
-                    f"{signal.Signals(signum).name}: stopping after the current run "
-                    "(no further run starts); send it again to stop now"
-                )
-                continue
+    def run(self, work: Callable[[], Result]) -> Result:
+        """`work()` in a worker thread (with this thread's context variables) while this
+        thread waits, handling the signals."""
+        context = contextvars.copy_context()
+        outcome: dict[str, object] = {}
+
+        def target() -> None:
             try:
-                self._stop_now(signum)
-            finally:
-                os._exit(128 + signum)
+                outcome["result"] = context.run(work)
+            except BaseException as exc:  # re-raised in the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=target, name="market-assets-run", daemon=True)
+        worker.start()
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["result"]  # type: ignore[return-value]
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self._notify(
+                f"{signal.Signals(signum).name}: stopping after the current run "
+                "(no further run starts); send it again to stop now"
+            )
+            return
+        try:
+            self._stop_now(signum)
+        finally:
+            os._exit(128 + signum)
 
     def _fail_current_runs(self, signum: int) -> None:
         name = signal.Signals(signum).name
