@@ -12,15 +12,19 @@ the offending rows.
 
 
 import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import polars as pl
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
-    AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetKey,
     MetadataValue,
+    Output,
     asset_check,
 )
 
@@ -33,6 +37,7 @@ from market_assets.core.rules.adjustment import (
 )
 from market_assets.core.rules.base import RuleResult, Severity
 from market_assets.defs.automation.runs import RANGE_END_TAG, RANGE_START_TAG
+from market_assets.defs.events import CHECK_SECONDS, record_evaluations
 from market_assets.defs.partitions import SYMBOLS_PARTITION_NAME, split_partition_key
 from market_assets.defs.resources import PlatformResource
 
@@ -105,7 +110,12 @@ def build_adjustment_check() -> AssetChecksDefinition:
     )
     def _adjustment(
         context: AssetCheckExecutionContext, platform: PlatformResource
-    ) -> AssetCheckResult:
+    ) -> Iterator[Any]:
+        # One evaluation for the run's rectangle, recorded like the per-partition checks'
+        # (`record_evaluations`): returning an unpartitioned AssetCheckResult from a step of a
+        # partitioned asset makes Dagster 1.13 look up the target's input data versions,
+        # listing every session x symbol key of the asset (a second of a demo's run).
+        started = time.perf_counter()
         symbols, first, last = run_symbols_and_sessions(context, platform)
         lake = platform.lake()
         start = first - dt.timedelta(days=LEAD_IN_DAYS)
@@ -116,7 +126,9 @@ def build_adjustment_check() -> AssetChecksDefinition:
         results = judge_adjustment(adjusted, actions, vendor)
         failed = [r for r in results if not r.passed]
         errors = [r for r in failed if r.severity is Severity.ERROR]
-        return AssetCheckResult(
+        evaluation = AssetCheckEvaluation(
+            asset_key=AssetKey(ADJUSTED_DATASET),
+            check_name="adjustment",
             passed=not failed,
             severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
             description=(
@@ -143,6 +155,15 @@ def build_adjustment_check() -> AssetChecksDefinition:
                     ]
                 ),
             },
+        )
+        judged = time.perf_counter()
+        yield from record_evaluations(context, [evaluation])
+        yield Output(
+            None,
+            output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
+                evaluation.asset_check_key
+            ),
+            metadata={CHECK_SECONDS: round(judged - started, 4)},
         )
 
     return _adjustment
