@@ -151,23 +151,49 @@ def run_quality_check(
         f"{prepared - judged:.3f}, Dagster recording {len(evaluations)} evaluations "
         f"{recorded - prepared:.3f}"
     )
+    # Our code's share of the step (reading, rules, results table; not the recording),
+    # which run summaries count as ours (defs/runner.py).
+    yield check_output(
+        context,
+        step,
+        check_key,
+        dataset,
+        evaluations,
+        blocking,
+        {CHECK_SECONDS: round(prepared - started, 4)},
+    )
+
+
+def check_output(
+    context: AssetCheckExecutionContext,
+    step: Any,
+    check_key: AssetCheckKey,
+    dataset: str,
+    evaluations: Sequence[AssetCheckEvaluation],
+    blocking: bool,
+    metadata: dict[str, Any] | None = None,
+) -> Output:
+    """A per-partition check step's closing output, after its evaluations were recorded.
+
+    In runs with deferred events Dagster does not see the evaluations, so a blocking check
+    with ERROR partitions fails the step itself (stopping the assets downstream in the run).
+    """
+    errors = [e for e in evaluations if not e.passed and e.severity is AssetCheckSeverity.ERROR]
     if deferred(step) and blocking and errors:
-        first = next(e for e in failed if e.severity is AssetCheckSeverity.ERROR)
         raise Failure(
             description=(
-                f"{dataset} quality: {errors} partition(s) failed an ERROR rule (blocking the "
-                f"assets downstream in this run), first {first.partition}: {first.description}"
+                f"{dataset} quality: {len(errors)} partition(s) failed an ERROR rule (blocking "
+                f"the assets downstream in this run), first {errors[0].partition}: "
+                f"{errors[0].description}"
             ),
-            metadata={"failed_partitions": errors},
+            metadata={"failed_partitions": len(errors)},
         )
-    yield Output(
+    return Output(
         None,
         output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
             check_key
         ),
-        # Our code's share of the step (reading, rules, results table; not the recording),
-        # which run summaries count as ours (defs/runner.py).
-        metadata={CHECK_SECONDS: round(prepared - started, 4)},
+        metadata=metadata,
     )
 
 

@@ -23,8 +23,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetsDefinition,
-    Failure,
-    Output,
     multi_asset_check,
 )
 
@@ -33,11 +31,12 @@ from market_assets.core.rules import load_thresholds
 from market_assets.core.stores.check_results import CheckResultsStore
 from market_assets.defs.checks.bars import (
     blocks_something,
+    check_output,
     partition_evaluation,
     result_rows,
     target_materializations,
 )
-from market_assets.defs.events import StepEventRecorder, deferred, step_of
+from market_assets.defs.events import record_evaluations, step_of
 from market_assets.defs.partitions import split_partition_key
 from market_assets.defs.resources import PlatformResource
 
@@ -116,10 +115,7 @@ def run_options_check(
         for key in keys
     ]
     step = step_of(context)
-    if deferred(step):
-        StepEventRecorder(step).evaluated(evaluations)
-    else:
-        yield from evaluations
+    yield from record_evaluations(step, evaluations)
     failed = [e for e in evaluations if not e.passed]
     errors = sum(1 for e in failed if e.severity is AssetCheckSeverity.ERROR)
     context.log.info(
@@ -127,18 +123,4 @@ def run_options_check(
         f"{errors} failed with ERROR, {len(failed) - errors} with WARN in "
         f"{time.perf_counter() - started:.3f} s"
     )
-    if deferred(step) and blocking and errors:
-        first = next(e for e in failed if e.severity is AssetCheckSeverity.ERROR)
-        raise Failure(
-            description=(
-                f"{DATASET} quality: {errors} partition(s) failed an ERROR rule (blocking the "
-                f"assets downstream in this run), first {first.partition}: {first.description}"
-            ),
-            metadata={"failed_partitions": errors},
-        )
-    yield Output(
-        None,
-        output_name=context.op_execution_context.assets_def.get_output_name_for_asset_check_key(
-            check_key
-        ),
-    )
+    yield check_output(context, step, check_key, DATASET, evaluations, blocking)
