@@ -18,7 +18,11 @@ it holds and is the only home of the sessions up to it.
 
 Reads build the exact list of candidate files from the layout, the exchange calendar and the
 compacted files' `covers_through`, and never list or glob a folder, because listing thousands
-of files dominates query time. Files are stored sorted by (symbol, time) and read in that
+of files dominates query time. They first skip the symbols whose folder holds nothing (one
+stat, or on S3 one LIST of one key when a symbol has several candidate files), so asking for
+data that was never stored (a check's optional context, an empty quarantine) costs one probe
+per symbol, not one per candidate file; writes that only empty partitions skip them the same
+way. Files are stored sorted by (symbol, time) and read in that
 order, so reads do not sort again.
 """
 
@@ -414,6 +418,10 @@ class ParquetLake:
 
     def _apply(self, plan: _FilePlan) -> tuple[int, int]:
         """Write one file (compacted layouts: one span); return (files written, deleted)."""
+        if plan.rows.is_empty() and not self._store.holds_any(
+            plan.layout.symbol_folder(plan.symbol)
+        ):
+            return 0, 0  # emptying partitions of a symbol that has nothing stored
         if not plan.shared:
             return self._write_small(plan, plan.path, plan.rows, check_version=False)
         with self._store.locked(plan.path):
@@ -712,6 +720,7 @@ class ParquetLake:
         """The existing files holding the sessions of `wanted` (sessions in time order), in
         (symbol, time) order: a span's compacted file for the sessions it covers, then the
         small files of the later sessions."""
+        wanted = self._stored(layout, wanted)
         if not layout.compacted:
             paths = list(
                 dict.fromkeys(
@@ -747,6 +756,22 @@ class ParquetLake:
                 ordered.append(big)
             ordered.extend(s for s in itertools.islice(small_sources, len(small)) if s)
         return ordered
+
+    def _stored(
+        self, layout: DatasetLayout, wanted: dict[str, list[date]]
+    ) -> dict[str, list[date]]:
+        """`wanted` without the symbols whose folder holds nothing. Local folders are probed
+        always (a stat); S3 prefixes only where a symbol has several candidate files, since a
+        LIST costs as much as the one or two GETs it would save."""
+        remote = self._store.snapshots
+        probed = [symbol for symbol, sessions in wanted.items() if not remote or len(sessions) > 2]
+        if not probed:
+            return wanted
+        folders = [layout.symbol_folder(symbol) for symbol in probed]
+        probe = self._store.holds_any
+        held = self._map(probe, folders) if remote else [probe(folder) for folder in folders]
+        empty = {symbol for symbol, has in zip(probed, held, strict=True) if not has}
+        return {symbol: s for symbol, s in wanted.items() if symbol not in empty}
 
     def _existing(self, paths: list[str], keep_gaps: bool = False) -> list:
         found = [

@@ -55,6 +55,11 @@ class DatasetLayout:
             return f"{self.folder}/{symbol}/{session:%Y}/{self.filename}"
         return f"{self.folder}/{symbol}/{session:%Y}/{session:%m}/{session:%d}/{self.filename}"
 
+    def symbol_folder(self, symbol: str) -> str:
+        """The folder under which every file of `symbol` lives."""
+        validate_symbol(symbol)
+        return f"{self.folder}/{symbol}"
+
     def file_key(self, session: dt.date) -> tuple[int, ...]:
         """Identity of the file a session falls in, for grouping partitions by file."""
         if self.file_unit == "symbol":

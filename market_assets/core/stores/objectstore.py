@@ -102,6 +102,10 @@ class ObjectStore(Protocol):
         """Remove `folder` if it is empty (local disk; S3 has no folders)."""
         ...
 
+    def holds_any(self, folder: str) -> bool:
+        """Whether anything may be stored under `folder` (False only when nothing is)."""
+        ...
+
     def put(self, path: str, data: bytes, expected_version: Version = ANY_VERSION) -> None:
         """Atomically replace `path` with `data` if it is still at `expected_version`."""
         ...
@@ -259,6 +263,10 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(cannot("list folder", self._full(folder), exc)) from exc
 
+    def holds_any(self, folder: str) -> bool:
+        # Empty folders are pruned, so a folder that exists almost always holds files.
+        return os.path.isdir(self._full(folder))
+
     def prune_folder(self, folder: str) -> None:
         full = self._full(folder)
         self._sweep(full, force=True)
@@ -397,7 +405,7 @@ class S3Store:
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client (for tests and tools; the lake never lists objects)."""
+        """The boto3 S3 client (for tests and tools)."""
         return self._client
 
     def _key(self, path: str) -> str:
@@ -454,6 +462,15 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot list {self.uri(folder)}: {exc}") from exc
         return sorted(names)
+
+    def holds_any(self, folder: str) -> bool:
+        """One LIST of at most one key under the folder's prefix."""
+        prefix = f"{self._key(folder.rstrip('/'))}/"
+        try:
+            page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"cannot list {self.uri(folder)}: {exc}") from exc
+        return bool(page.get("KeyCount", len(page.get("Contents", []))))
 
     def prune_folder(self, folder: str) -> None:
         """S3 has no folders: nothing to remove."""

@@ -154,6 +154,56 @@ def test_empty_frame_for_an_intraday_partition_deletes_the_day_file(lake: Parque
         assert stored_files(lake) == ["ticks/minute/AAPL/2024/01/03/ticks.parquet"]
 
 
+def test_a_symbol_with_nothing_stored_costs_one_probe_not_one_per_candidate_file(
+    lake: ParquetLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: AAPL has a month of minute bars, NOPE has nothing.
+    lake.write_partitions(
+        "bars_1m", make_bars(["AAPL"], JAN_2024, "1m"), partitions(["AAPL"], JAN_2024)
+    )
+    probed: list[str] = []
+    real_snapshot, real_holds = lake.store.snapshot, lake.store.holds_any
+    monkeypatch.setattr(
+        lake.store, "snapshot", lambda paths: probed.extend(paths) or real_snapshot(paths)
+    )
+    folders: list[str] = []
+    monkeypatch.setattr(lake.store, "holds_any", lambda f: folders.append(f) or real_holds(f))
+    # Act
+    back = lake.read("bars_1m", ["AAPL", "NOPE"], dt.date(2024, 1, 1), dt.date(2024, 2, 1))
+    exact = lake.read_partitions("bars_1m", partitions(["AAPL", "NOPE"], JAN_2024))
+    # Assert
+    assert back.height == exact.height == len(JAN_2024) * 390
+    assert set(back.get_column("symbol")) == {"AAPL"}
+    assert sorted(set(folders)) == ["ticks/minute/AAPL", "ticks/minute/NOPE"]
+    assert probed and not [path for path in probed if "/NOPE/" in path]
+
+
+def test_emptying_partitions_of_a_symbol_with_nothing_stored_touches_no_file(
+    lake: ParquetLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: AAPL has quarantined rows; MSFT has none.
+    bars = make_bars(["AAPL"], JAN_2024[:2]).with_columns(
+        session=pl.col("ts").dt.date(), dataset=pl.lit("bars_1d"), rule=pl.lit("ohlc")
+    )
+    lake.write_quarantine("bars_1d", bars, partitions(["AAPL"], JAN_2024[:2]))
+    touched: list[str] = []
+    for name in ("get", "put", "delete", "locked"):
+        real = getattr(lake.store, name)
+        monkeypatch.setattr(
+            lake.store,
+            name,
+            lambda path, *a, _real=real, **k: touched.append(path) or _real(path, *a, **k),
+        )
+    # Act: the next run quarantines nothing for either symbol.
+    summary = lake.write_quarantine(
+        "bars_1d", pl.DataFrame(), partitions(["AAPL", "MSFT"], JAN_2024[:2])
+    )
+    # Assert: AAPL's rows are replaced (emptied), MSFT cost no file operation.
+    assert summary.files_deleted == 1
+    assert touched and not [path for path in touched if "/MSFT" in path]
+    assert stored_files(lake) == []
+
+
 # ---------------------------------------------------------------------- refused writes
 
 
