@@ -70,6 +70,19 @@ from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import EXTERNALLY_MANAGED_ASSETS_TAG
 from dagster._serdes import serialize_value
+from dagster_shared.record import copy as record_copy
+
+from market_assets.defs.event_json import (
+    PARTITION,
+    PARTITION_MARK,
+    SENTINEL_METADATA,
+    SENTINEL_TARGET,
+    TARGET_MARK,
+    MetadataJson,
+    partition_json,
+    serialize_batch,
+    target_json,
+)
 
 DEFERRED_EVENTS_TAG = EXTERNALLY_MANAGED_ASSETS_TAG
 """Run tag (`dagster/defer_asset_events`) under which steps record their own asset events."""
@@ -92,6 +105,7 @@ def observe_materializations(observer: MaterializationObserver) -> Iterator[None
         yield
     finally:
         _observers.remove(observer)
+
 
 _SUCCEEDED = "SUCCEEDED"
 _FAILED = "FAILED"
@@ -155,18 +169,26 @@ class StepEventRecorder:
         """One planned event per partition key: in progress now, failed if the run fails."""
         now = time.time()
         message = f"{self.step.job_name} intends to materialize asset {asset_key.to_string()}"
-        entries = [
-            self._entry(
+
+        def entry(key: str) -> EventLogEntry:
+            return self._entry(
                 self._event(
                     DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-                    AssetMaterializationPlannedData(asset_key, partition=str(key)),
+                    AssetMaterializationPlannedData(asset_key, partition=key),
                     message,
                 ),
                 now,
             )
-            for key in partition_keys
-        ]
-        store_event_batch_fast(self.instance, entries)
+
+        keys = [str(key) for key in partition_keys]
+        entries = [entry(key) for key in keys]
+        serialized = serialize_batch(
+            entries,
+            lambda: entry(PARTITION),
+            lambda i: [partition_json(keys[i])],
+            [PARTITION_MARK],
+        )
+        store_event_batch_fast(self.instance, entries, serialized)
 
     def materialized(
         self,
@@ -176,14 +198,15 @@ class StepEventRecorder:
     ) -> dict[str, StoredMaterialization]:
         """One materialization per partition key, each with its own metadata."""
         now = time.time()
-        entries = [
-            self._entry(
+
+        def entry(key: str, metadata: Mapping[str, Any]) -> EventLogEntry:
+            return self._entry(
                 self._event(
                     DagsterEventType.ASSET_MATERIALIZATION,
                     StepMaterializationData(
                         AssetMaterialization(
                             asset_key=asset_key,
-                            partition=str(key),
+                            partition=key,
                             metadata=dict(metadata),
                             tags=dict(tags) if tags else None,
                         )
@@ -192,9 +215,17 @@ class StepEventRecorder:
                 ),
                 now,
             )
-            for key, metadata in metadata_by_key.items()
-        ]
-        ids = store_event_batch_fast(self.instance, entries)
+
+        items = [(str(key), metadata) for key, metadata in metadata_by_key.items()]
+        entries = [entry(key, metadata) for key, metadata in items]
+        as_json = MetadataJson("materialization")
+        serialized = serialize_batch(
+            entries,
+            lambda: entry(PARTITION, SENTINEL_METADATA),
+            lambda i: [as_json.text(items[i][1]) + partition_json(items[i][0])],
+            [as_json.text(SENTINEL_METADATA) + PARTITION_MARK],
+        )
+        ids = store_event_batch_fast(self.instance, entries, serialized)
         for observer in list(_observers):
             observer(self.run_id, asset_key, len(ids))
         return {
@@ -205,8 +236,9 @@ class StepEventRecorder:
     def evaluated(self, evaluations: Sequence[AssetCheckEvaluation]) -> None:
         """One check-evaluation event per evaluation (each names its partition)."""
         now = time.time()
-        entries = [
-            self._entry(
+
+        def entry(evaluation: AssetCheckEvaluation) -> EventLogEntry:
+            return self._entry(
                 self._event(
                     DagsterEventType.ASSET_CHECK_EVALUATION,
                     evaluation,
@@ -216,18 +248,62 @@ class StepEventRecorder:
                 ),
                 now,
             )
-            for evaluation in evaluations
-        ]
-        store_event_batch_fast(self.instance, entries)
+
+        # One template per kind of outcome: evaluations differ in partition, metadata and
+        # target within a group, and in anything else only across groups.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, evaluation in enumerate(evaluations):
+            shape = (
+                evaluation.asset_key,
+                evaluation.check_name,
+                evaluation.passed,
+                evaluation.severity,
+                evaluation.description,
+                evaluation.blocking,
+                evaluation.target_materialization_data is None,
+            )
+            groups.setdefault(shape, []).append(i)
+        entries = [entry(evaluation) for evaluation in evaluations]
+        serialized: list[str] = [""] * len(entries)
+        as_json = MetadataJson("evaluation")
+        for members in groups.values():
+            first = evaluations[members[0]]
+            targeted = first.target_materialization_data is not None
+            template = record_copy(
+                first,
+                metadata=SENTINEL_METADATA,
+                partition=PARTITION,
+                target_materialization_data=SENTINEL_TARGET if targeted else None,
+            )
+            marks = [as_json.text(SENTINEL_METADATA) + PARTITION_MARK]
+            if targeted:
+                marks.append(TARGET_MARK)
+
+            def values(i: int, members: list[int] = members) -> list[str]:
+                evaluation = evaluations[members[i]]
+                filled = [as_json.text(evaluation.metadata) + partition_json(evaluation.partition)]
+                if evaluation.target_materialization_data is not None:
+                    filled.append(target_json(evaluation.target_materialization_data))
+                return filled
+
+            built = serialize_batch(
+                [entries[i] for i in members], lambda t=template: entry(t), values, marks
+            )
+            for i, text in zip(members, built, strict=True):
+                serialized[i] = text
+        store_event_batch_fast(self.instance, entries, serialized)
 
 
 def store_event_batch_fast(
-    instance: DagsterInstance, entries: Sequence[EventLogEntry]
+    instance: DagsterInstance,
+    entries: Sequence[EventLogEntry],
+    serialized: Sequence[str] | None = None,
 ) -> list[int]:
     """Store asset events (planned, materialization, check evaluation) of ONE run in batches.
 
-    Returns each entry's storage id, in order. Storages other than Dagster's SQL storages
-    fall back to storing the events one by one through the instance.
+    `serialized` is each entry's `serialize_value` JSON when the caller built it already
+    (event_json.py). Returns each entry's storage id, in order. Storages other than Dagster's
+    SQL storages fall back to storing the events one by one through the instance.
     """
     if not entries:
         return []
@@ -239,7 +315,10 @@ def store_event_batch_fast(
     run_ids = {entry.run_id for entry in entries}
     if len(run_ids) != 1:
         raise ValueError(f"one batch holds the events of one run, got {sorted(run_ids)}")
-    rows = [storage._event_to_row(entry) for entry in entries]  # noqa: SLF001 - see module doc
+    if serialized is None:
+        rows = [storage._event_to_row(entry) for entry in entries]  # noqa: SLF001 - see module doc
+    else:
+        rows = [event_row(storage, e, text) for e, text in zip(entries, serialized, strict=True)]
     insert = SqlEventLogStorageTable.insert().returning(
         SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
     )
@@ -252,6 +331,21 @@ def store_event_batch_fast(
         ids = [row[0] for row in conn.execute(insert, rows)]
         _index_asset_events(storage, conn, entries, ids)
     return ids
+
+
+def event_row(storage: SqlEventLogStorage, entry: EventLogEntry, text: str) -> dict[str, Any]:
+    """The `event_logs` row `SqlEventLogStorage._event_to_row(entry)` builds, with the event's
+    JSON given (test_event_json.py compares the two)."""
+    event = entry.get_dagster_event()
+    return {
+        "run_id": entry.run_id,
+        "event": text,
+        "dagster_event_type": event.event_type_value,
+        "timestamp": storage._event_insert_timestamp(entry),  # noqa: SLF001 - see module doc
+        "step_key": event.step_key,
+        "asset_key": event.asset_key.to_string() if event.asset_key else None,
+        "partition": event.partition or None,
+    }
 
 
 def _index_asset_events(
