@@ -28,6 +28,7 @@ order, so reads do not sort again.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import logging
@@ -110,6 +111,26 @@ class _FilePlan:
     rows: pl.DataFrame  # sorted by the layout's key, with the _SESSION column
     shared: bool
 
+    @functools.cached_property
+    def replaced(self) -> pl.Expr:
+        """Rows of the listed sessions."""
+        return _among(self.sessions)
+
+    @functools.cached_property
+    def by_last_day(self) -> dict[date, frozenset[date]]:
+        """The listed sessions grouped by the last day their small file holds (a year file:
+        December 31), so span decisions look at a few days, not at every session."""
+        grouped: dict[date, set[date]] = {}
+        for session in self.sessions:
+            grouped.setdefault(_last_day(self.layout, session), set()).add(session)
+        return {day: frozenset(group) for day, group in sorted(grouped.items())}
+
+    def sessions_through(self, day: date | None) -> frozenset[date]:
+        """The listed sessions whose small file ends on or before `day`."""
+        if day is None:
+            return frozenset()
+        return frozenset().union(*(g for last, g in self.by_last_day.items() if last <= day))
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -177,6 +198,13 @@ def _conform(
         pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
         for name, dtype in schema.items()
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _among(sessions: frozenset[date]) -> pl.Expr:
+    """Rows whose session is one of `sessions` (cached: the plans of one write, one per
+    symbol, mostly list the same sessions)."""
+    return pl.col(_SESSION).is_in(pl.Series(sorted(sessions), dtype=pl.Date()).implode())
 
 
 def _to_parquet(
@@ -453,7 +481,9 @@ class ParquetLake:
             self._store.put(path, _to_parquet(rows.drop(_SESSION), layout))
             return 1, 0
         data, version = self._store.get(path)
-        kept = self._decode(layout, path, data).filter(~pl.col(_SESSION).is_in(plan.sessions))
+        kept = self._decode(layout, path, data)
+        if not kept.is_empty():
+            kept = kept.filter(~plan.replaced)
         merged = self._combine(layout, [kept, rows])
         if merged.is_empty():
             if data is None:
@@ -475,22 +505,26 @@ class ParquetLake:
         closed = layout.closed_through(first, self._today())
         target = covered
         if closed is not None and any(
-            _last_day(layout, s) <= closed and (covered is None or _last_day(layout, s) > covered)
-            for s in plan.sessions
+            last <= closed and (covered is None or last > covered) for last in plan.by_last_day
         ):
             target = closed if covered is None else max(covered, closed)
-        inside = frozenset(s for s in plan.sessions if target and _last_day(layout, s) <= target)
+        inside = plan.sessions_through(target)
         written = deleted = 0
         if inside or target != covered:
             written, deleted = self._rewrite_compacted(plan, data, version, covered, target)
         later = plan.sessions - inside
-        rows = plan.rows.filter(pl.col(_SESSION).is_in(later)) if later else plan.rows.clear()
+        if not later:
+            rows = plan.rows.clear()
+        elif inside:
+            rows = plan.rows.filter(_among(frozenset(later)))
+        else:
+            rows = plan.rows
         small_groups: dict[str, list[date]] = {}
         for session in sorted(later):
             small_groups.setdefault(layout.relative_path(symbol, session), []).append(session)
         for small, sessions in small_groups.items():
             part = _FilePlan(layout, symbol, small, frozenset(sessions), rows, shared=True)
-            own = rows.filter(pl.col(_SESSION).is_in(sessions))
+            own = rows if len(small_groups) == 1 else rows.filter(_among(frozenset(sessions)))
             if layout.file_unit == "day":
                 w, d = self._write_small(part, small, own, check_version=False)
             else:
@@ -511,7 +545,7 @@ class ParquetLake:
         assert target is not None
         layout, symbol, path = plan.layout, plan.symbol, plan.path
         first = min(plan.sessions)
-        replaced = pl.col(_SESSION).is_in(plan.sessions)
+        replaced = plan.replaced
         parts = [self._decode(layout, path, data).filter(~replaced)]
         doomed: list[tuple[str, Version]] = []
         for small, session in self._small_files(layout, symbol, first):
@@ -524,9 +558,8 @@ class ParquetLake:
             if covered is None or end > covered:
                 parts.append(self._decode(layout, small, blob).filter(~replaced))
             doomed.append((small, small_version))
-        new = plan.rows.filter(
-            pl.col(_SESSION).is_in([s for s in plan.sessions if _last_day(layout, s) <= target])
-        )
+        through = plan.sessions_through(target)
+        new = plan.rows if through == plan.sessions else plan.rows.filter(_among(through))
         merged = self._combine(layout, [*parts, new])
         if merged.is_empty():
             for small, small_version in doomed:
