@@ -23,6 +23,9 @@ from dagster import (
     SkipReason,
     build_sensor_context,
 )
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.base import PartitionKeyFilter
 
@@ -38,6 +41,7 @@ from market_assets.defs.automation.alerts import (
     AlertWebhookResource,
     build_alert_sensor,
 )
+from market_assets.defs.checks.bars import _evaluations_by_key, partition_evaluation
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.runner import RunSummary, materialize_rectangle
 
@@ -114,6 +118,12 @@ def _damage(
         return result
 
     monkeypatch.setattr(SyntheticProvider, "fetch_bars", damaged)
+
+
+def _zero_volume_move(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 50).then(0).otherwise(pl.col("volume")).alias("volume")
+    )
 
 
 def _hundred_x_block(frame: pl.DataFrame) -> pl.DataFrame:
@@ -212,15 +222,7 @@ def test_error_with_nothing_downstream_in_the_run_is_recorded_without_failing_th
 
 
 def test_warn_failure_is_recorded_but_does_not_block_downstream(pipeline, monkeypatch):
-    def zero_volume_move(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(
-            pl.when(pl.int_range(pl.len()) == 50)
-            .then(0)
-            .otherwise(pl.col("volume"))
-            .alias("volume")
-        )
-
-    _damage(monkeypatch, "MSFT", zero_volume_move)
+    _damage(monkeypatch, "MSFT", _zero_volume_move)
 
     summary = pipeline.run(["bars_1m", "bars_5m"], SESSIONS[:1], ["AAPL", "MSFT"])
 
@@ -255,6 +257,44 @@ def test_bucket_keys_get_one_evaluation_each_and_per_symbol_results(tmp_path):
     results = pipeline.stored_results("bars_1d")
     assert sorted(results["symbol"].unique()) == members
     assert set(results["partition_key"].unique()) == set(status)
+
+
+def test_evaluations_of_many_keys_equal_the_per_key_evaluation(tmp_path, monkeypatch):
+    # Arrange: bucket keys of several symbols, one bucket with an ERROR (AAA's 100x block),
+    # one with a WARN (CCC's zero-volume move), and a key without result rows.
+    _damage(monkeypatch, "AAA", _hundred_x_block)
+    _damage(monkeypatch, "CCC", _zero_volume_move)
+    members = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+    pipeline = make_quality_pipeline(
+        tmp_path, universes={"wide": {"symbols": members, "partitioning": "bucket", "buckets": 3}}
+    )
+    keys = pipeline.config.symbol_partitions.keys
+    pipeline.run(["bars_1m"], SESSIONS[:2], keys)
+    rows = pipeline.stored_results("bars_1m")
+    partition_keys = [*sorted(rows["partition_key"].unique()), "2024-03-11|nothing"]
+    check_key = AssetCheckKey(AssetKey("bars_1m"), "quality")
+    targets = {
+        partition_keys[0]: AssetCheckEvaluationTargetMaterializationData(
+            storage_id=7, run_id="run", timestamp=1.5
+        )
+    }
+
+    # Act
+    together = list(_evaluations_by_key(check_key, rows, partition_keys, targets, True))
+
+    # Assert
+    one_by_one = [
+        partition_evaluation(
+            check_key, key, rows.filter(pl.col("partition_key") == key), targets, True
+        )
+        for key in partition_keys
+    ]
+    assert together == one_by_one
+    assert {e.passed for e in together} == {True, False}
+    assert {e.severity for e in together if not e.passed} == {
+        AssetCheckSeverity.ERROR,
+        AssetCheckSeverity.WARN,
+    }
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):

@@ -262,13 +262,59 @@ def _evaluations_by_key(
     targets: Mapping[str, AssetCheckEvaluationTargetMaterializationData],
     blocking: bool,
 ) -> Iterator[AssetCheckEvaluation]:
+    """`partition_evaluation` of every key. Keys whose rules all passed (nearly all of a
+    history backfill's thousands) get their figures from one group-by instead of a few
+    polars calls each; keys with failures, or no rows, go through `partition_evaluation`."""
+    failed_keys = set(rows.filter(~pl.col("passed")).get_column("partition_key").unique())
+    figures = {
+        key: figure
+        for key, *figure in rows.unique(["partition_key", "symbol", "session"])
+        .group_by("partition_key")
+        .agg(
+            pl.col("partition_score").mean().alias("score"),
+            pl.col("partition_score").min().alias("min_score"),
+            pl.col("rows").sum(),
+            pl.col("quarantined_rows").sum(),
+            pl.len(),
+        )
+        .join(
+            rows.group_by("partition_key").agg(rules=pl.col("rule").n_unique()),
+            on="partition_key",
+        )
+        .iter_rows()
+    }
     by_key = {
-        key: part for (key,), part in rows.partition_by("partition_key", as_dict=True).items()
+        key: part
+        for (key,), part in rows.filter(pl.col("partition_key").is_in(list(failed_keys)))
+        .partition_by("partition_key", as_dict=True)
+        .items()
     }
     empty = rows.clear()
-    for key in keys:
-        yield partition_evaluation(
-            check_key, str(key), by_key.get(str(key), empty), targets, blocking
+    for key in map(str, keys):
+        figure = figures.get(key)
+        if key in failed_keys or figure is None:
+            yield partition_evaluation(check_key, key, by_key.get(key, empty), targets, blocking)
+            continue
+        score, min_score, row_count, quarantined, symbols, rules = figure
+        metadata: dict[str, Any] = {
+            "score": round(float(score or 0.0), 2),
+            "rows": int(row_count),
+            "quarantined_rows": int(quarantined),
+            "rules_checked": rules,
+            "symbols": symbols,
+        }
+        if symbols > 1:
+            metadata["min_score"] = float(min_score or 0.0)
+        yield AssetCheckEvaluation(
+            asset_key=check_key.asset_key,
+            check_name=check_key.name,
+            passed=True,
+            metadata=metadata,
+            target_materialization_data=targets.get(key),
+            severity=AssetCheckSeverity.ERROR,
+            description=f"all {rules} rules passed",
+            blocking=blocking,
+            partition=key,
         )
 
 
