@@ -467,8 +467,13 @@ def _dividends(
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=4096)
 def _actions(symbol: str, seed: int, exchange: str) -> pl.DataFrame:
-    """Every split and dividend of one symbol (ACTION_SCHEMA), sorted by ex_date and type."""
+    """Every split and dividend of one symbol (ACTION_SCHEMA), sorted by ex_date and type.
+
+    Cached apart from `_history` (a few dozen rows per symbol against 0.8 MB of history), so a
+    universe larger than the history cache does not regenerate every history for its actions
+    in every run."""
     history = _history(symbol, seed, exchange)
     days = _session_table(exchange).days
     records = sorted(
