@@ -69,7 +69,6 @@ from dagster._core.storage.event_log.schema import (
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import EXTERNALLY_MANAGED_ASSETS_TAG
-from dagster._serdes import serialize_value
 from dagster_shared.record import copy as record_copy
 
 from market_assets.defs.event_json import (
@@ -329,7 +328,7 @@ def store_event_batch_fast(
             conn.execute(SqlEventLogStorageTable.insert(), rows)
     with storage.index_transaction() as conn:
         ids = [row[0] for row in conn.execute(insert, rows)]
-        _index_asset_events(storage, conn, entries, ids)
+        _index_asset_events(storage, conn, entries, ids, [row["event"] for row in rows])
     return ids
 
 
@@ -349,7 +348,11 @@ def event_row(storage: SqlEventLogStorage, entry: EventLogEntry, text: str) -> d
 
 
 def _index_asset_events(
-    storage: SqlEventLogStorage, conn: Any, entries: Sequence[EventLogEntry], ids: Sequence[int]
+    storage: SqlEventLogStorage,
+    conn: Any,
+    entries: Sequence[EventLogEntry],
+    ids: Sequence[int],
+    texts: Sequence[str],
 ) -> None:
     """The cross-run index rows `store_event` writes for these asset events."""
     materializations = [
@@ -373,8 +376,8 @@ def _index_asset_events(
     for entry, event_id in latest.values():
         storage._store_asset_event(conn, entry, event_id)  # noqa: SLF001 - see module doc
     checks = [
-        _check_execution_row(storage, entry, event_id)
-        for entry, event_id in zip(entries, ids, strict=True)
+        _check_execution_row(storage, entry, event_id, text)
+        for entry, event_id, text in zip(entries, ids, texts, strict=True)
         if entry.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION
     ]
     if checks:
@@ -382,7 +385,7 @@ def _index_asset_events(
 
 
 def _check_execution_row(
-    storage: SqlEventLogStorage, entry: EventLogEntry, event_id: int
+    storage: SqlEventLogStorage, entry: EventLogEntry, event_id: int, text: str
 ) -> dict[str, Any]:
     evaluation: AssetCheckEvaluation = entry.get_dagster_event().event_specific_data  # type: ignore[assignment]
     target = evaluation.target_materialization_data
@@ -392,7 +395,7 @@ def _check_execution_row(
         "partition": evaluation.partition,
         "run_id": entry.run_id,
         "execution_status": _SUCCEEDED if evaluation.passed else _FAILED,
-        "evaluation_event": serialize_value(entry),
+        "evaluation_event": text,  # the event's JSON, as stored in event_logs
         "evaluation_event_timestamp": storage._event_insert_timestamp(entry),  # noqa: SLF001
         "evaluation_event_storage_id": event_id,
         "materialization_event_storage_id": target.storage_id if target else None,

@@ -15,7 +15,12 @@ import pytest
 from dagster import AssetMaterialization, DagsterInstance, MetadataValue
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    SqlEventLogStorageTable,
+)
 from dagster._serdes import serialize_value
+from sqlalchemy import select
 
 from market_assets.defs import events
 from market_assets.defs.event_json import (
@@ -148,6 +153,20 @@ def test_a_deferred_run_stores_dagsters_exact_json_for_every_event(tmp_path, cap
     }
     partitioned = [e for _, entries, _ in captured for e in entries if e.dagster_event.partition]
     assert {e.dagster_event.partition for e in partitioned} == KEYS
+    # Each check execution row carries the same JSON as its event in event_logs.
+    storage = captured[0][0]
+    with storage.index_connection() as conn:
+        pairs = conn.execute(
+            select(
+                AssetCheckExecutionsTable.c.evaluation_event, SqlEventLogStorageTable.c.event
+            ).join(
+                SqlEventLogStorageTable,
+                SqlEventLogStorageTable.c.id
+                == AssetCheckExecutionsTable.c.evaluation_event_storage_id,
+            )
+        ).fetchall()
+    assert len(pairs) == len(KEYS)
+    assert all(execution == event for execution, event in pairs)
 
 
 def test_failed_and_passed_evaluations_of_one_step_serialize_exactly(
