@@ -58,6 +58,9 @@ class RectangleOutput:
     failed_symbols: Mapping[str, str] = field(default_factory=dict)
 
 
+_PAIR_SESSION = "__session"
+
+
 def unpack_output(obj: pl.DataFrame | RectangleOutput) -> tuple[pl.DataFrame, Mapping[str, str]]:
     if isinstance(obj, RectangleOutput):
         return obj.frame, obj.failed_symbols
@@ -77,22 +80,64 @@ def io_rectangle(
     return resolve_partition_keys(context.asset_partition_keys, symbol_partitions)
 
 
-def pair_counts(frame: pl.DataFrame, session: pl.Expr) -> dict[tuple[str, dt.date], int]:
-    """Rows per (symbol, session) of `frame`, the session given by `session`."""
-    if frame.is_empty():
-        return {}
-    counts = frame.group_by(pl.col("symbol"), session.alias("__session")).len()
-    return {(s, d): n for s, d, n in counts.iter_rows()}
-
-
-def pair_sources(frame: pl.DataFrame, session: pl.Expr) -> dict[tuple[str, dt.date], set[str]]:
-    """The `source` values per (symbol, session) of `frame` (none without that column)."""
-    if frame.is_empty() or "source" not in frame.columns:
-        return {}
-    sources = frame.group_by(pl.col("symbol"), session.alias("__session")).agg(
-        pl.col("source").unique()
+def partition_figures(
+    rectangle: PartitionRectangle,
+    stored: pl.DataFrame,
+    session: pl.Expr,
+    quarantined: pl.DataFrame | None,
+) -> dict[str, dict[str, object]]:
+    """Per partition key of `rectangle`: rows stored, sources ("none" when it has none),
+    quarantined rows (when `quarantined` is given) and member symbols (bucket keys), summed
+    over the key's (symbol, session) pairs in a few group-bys (a 1,000-session x 503-symbol
+    run has 503,000 pairs)."""
+    members = pl.DataFrame(
+        {
+            "key": [key for key, pairs in rectangle.by_key for _ in pairs],
+            "symbol": [symbol for _, pairs in rectangle.by_key for symbol, _ in pairs],
+            _PAIR_SESSION: [day for _, pairs in rectangle.by_key for _, day in pairs],
+        },
+        schema={"key": pl.String(), "symbol": pl.String(), _PAIR_SESSION: pl.Date()},
     )
-    return {(s, d): set(values) for s, d, values in sources.iter_rows()}
+    with_sources = not stored.is_empty() and "source" in stored.columns
+    joined = members.with_columns(rows=pl.lit(0, pl.UInt32))
+    if not stored.is_empty():
+        per_pair = stored.group_by(pl.col("symbol"), session.alias(_PAIR_SESSION)).agg(
+            pl.len().alias("rows"),
+            *([pl.col("source").drop_nulls().unique()] if with_sources else []),
+        )
+        joined = members.join(per_pair, on=["symbol", _PAIR_SESSION], how="left")
+    aggregates = [pl.col("rows").sum(), pl.len().alias("symbols")]
+    if with_sources:
+        aggregates.append(
+            pl.col("source").list.explode(keep_nulls=False, empty_as_null=False).unique().sort()
+        )
+    if quarantined is not None:
+        if quarantined.is_empty():
+            joined = joined.with_columns(quarantined_rows=pl.lit(0, pl.UInt32))
+        else:
+            bad = quarantined.group_by(
+                pl.col("symbol"), pl.col("session").alias(_PAIR_SESSION)
+            ).agg(pl.len().alias("quarantined_rows"))
+            joined = joined.join(bad, on=["symbol", _PAIR_SESSION], how="left")
+        aggregates.append(pl.col("quarantined_rows").sum())
+    figures: dict[str, dict[str, object]] = {}
+    for row in joined.group_by("key", maintain_order=True).agg(aggregates).iter_rows(named=True):
+        metadata: dict[str, object] = {"rows": int(row["rows"])}
+        if with_sources:
+            metadata["source"] = ",".join(row["source"]) or "none"
+        if quarantined is not None:
+            metadata["quarantined_rows"] = int(row["quarantined_rows"])
+        if row["symbols"] > 1:
+            metadata["symbols"] = row["symbols"]
+        figures[row["key"]] = metadata
+    for key, pairs in rectangle.by_key:
+        if not pairs:  # a bucket key with no member symbol
+            figures[key] = {
+                "rows": 0,
+                **({"source": "none"} if with_sources else {}),
+                **({"quarantined_rows": 0} if quarantined is not None else {}),
+            }
+    return figures
 
 
 def record_partitions(
@@ -107,23 +152,13 @@ def record_partitions(
     rows, quarantined rows and sources (plus `extra_by_key`), and fail the step naming the
     failed symbols when there are any (see `record_materialized`)."""
     dataset = context.asset_key.path[-1]
-    layout = layout_for(dataset)
-    rows = pair_counts(stored, layout.session_expr())
-    sources = pair_sources(stored, layout.session_expr())
-    bad = pair_counts(quarantined, pl.col("session")) if quarantined is not None else {}
+    figures = partition_figures(rectangle, stored, layout_for(dataset).session_expr(), quarantined)
     failed_keys = set(rectangle.keys_of_symbols(failed_symbols))
     metadata_by_key: dict[str, dict[str, object]] = {}
-    for key, pairs in rectangle.by_key:
+    for key, _ in rectangle.by_key:
         if key in failed_keys:
             continue
-        metadata: dict[str, object] = {"rows": sum(rows.get(pair, 0) for pair in pairs)}
-        if sources:
-            names = set().union(*(sources.get(pair, set()) for pair in pairs))
-            metadata["source"] = ",".join(sorted(names)) or "none"
-        if quarantined is not None:
-            metadata["quarantined_rows"] = sum(bad.get(pair, 0) for pair in pairs)
-        if len(pairs) > 1:
-            metadata["symbols"] = len(pairs)
+        metadata = figures[key]
         metadata.update((extra_by_key or {}).get(key, {}))
         metadata_by_key[key] = metadata
     reason = "; ".join(f"{symbol}: {why}" for symbol, why in sorted(failed_symbols.items()))
@@ -312,9 +347,7 @@ def step_rectangle(
     """The (session x symbol key) rectangle this asset step materializes, after
     `plan_partitions` (call it first thing in the asset body)."""
     plan_partitions(context)
-    return resolve_partition_keys(
-        context.partition_keys, platform.app_config().symbol_partitions
-    )
+    return resolve_partition_keys(context.partition_keys, platform.app_config().symbol_partitions)
 
 
 def plan_partitions(context: AssetExecutionContext) -> list[str]:
