@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import threading
 import time
 import uuid
@@ -264,8 +265,15 @@ class LocalStore:
             raise StoreError(cannot("list folder", self._full(folder), exc)) from exc
 
     def holds_any(self, folder: str) -> bool:
-        # Empty folders are pruned, so a folder that exists almost always holds files.
-        return os.path.isdir(self._full(folder))
+        # Empty folders are pruned, so a folder that exists almost always holds files. Only
+        # absence answers False: a folder that cannot be looked at is an error, not empty.
+        full = self._full(folder)
+        try:
+            return stat.S_ISDIR(full.stat().st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise StoreError(cannot("look at", full, exc)) from exc
 
     def prune_folder(self, folder: str) -> None:
         full = self._full(folder)
