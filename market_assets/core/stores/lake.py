@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -116,14 +116,11 @@ class _FilePlan:
         """Rows of the listed sessions."""
         return _among(self.sessions)
 
-    @functools.cached_property
+    @property
     def by_last_day(self) -> dict[date, frozenset[date]]:
         """The listed sessions grouped by the last day their small file holds (a year file:
         December 31), so span decisions look at a few days, not at every session."""
-        grouped: dict[date, set[date]] = {}
-        for session in self.sessions:
-            grouped.setdefault(_last_day(self.layout, session), set()).add(session)
-        return {day: frozenset(group) for day, group in sorted(grouped.items())}
+        return _grouped(self.layout, self.sessions, "last_day")
 
     def sessions_through(self, day: date | None) -> frozenset[date]:
         """The listed sessions whose small file ends on or before `day`."""
@@ -164,9 +161,14 @@ def _to_utc(value: datetime | date, name: str) -> datetime:
 def _validate_partitions(dataset: str, partitions: Iterable[Partition]) -> list[Partition]:
     """Check every (symbol, session); return them de-duplicated in first-seen order."""
     seen: dict[Partition, None] = {}
+    symbols: set[str] = set()
     for symbol, session in partitions:
-        validate_symbol(symbol)
-        if isinstance(session, datetime) or not isinstance(session, date):
+        if symbol not in symbols:  # each distinct symbol is validated once
+            validate_symbol(symbol)
+            symbols.add(symbol)
+        if type(session) is not date and (
+            isinstance(session, datetime) or not isinstance(session, date)
+        ):
             raise TypeError(
                 f"{dataset}: the session of partition ({symbol!r}, {session!r}) must be a "
                 "datetime.date (the exchange-local session date)"
@@ -198,6 +200,24 @@ def _conform(
         pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
         for name, dtype in schema.items()
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _grouped(
+    layout: DatasetLayout, sessions: frozenset[date], by: str
+) -> dict[Any, frozenset[date]]:
+    """`sessions` grouped by the last day of their small file (`by="last_day"`) or by the
+    file (or span) that holds them (`by="file"`), in key order. Cached: the partitions of one
+    write list the same sessions for every symbol."""
+    key_of: Callable[[date], Any]
+    if by == "last_day":
+        key_of = functools.partial(_last_day, layout)
+    else:
+        key_of = layout.span_key if layout.compacted else layout.file_key
+    grouped: dict[Any, set[date]] = {}
+    for session in sessions:
+        grouped.setdefault(key_of(session), set()).add(session)
+    return {key: frozenset(group) for key, group in sorted(grouped.items())}
 
 
 @functools.lru_cache(maxsize=64)
@@ -387,13 +407,13 @@ class ParquetLake:
         span) that holds them; StoreError if a row belongs to no listed partition."""
         grouping = self._group_of(layout)
         listed: dict[str, set[date]] = {}
-        files: dict[tuple[str, tuple[int, ...]], tuple[str, set[date]]] = {}
         for symbol, session in wanted:
             listed.setdefault(symbol, set()).add(session)
-            key = (symbol, grouping(session))
-            if key not in files:
-                files[key] = (self._plan_path(layout, symbol, session), set())
-            files[key][1].add(session)
+        files: dict[tuple[str, tuple[int, ...]], tuple[str, frozenset[date]]] = {}
+        for symbol, sessions in listed.items():
+            for group, members in _grouped(layout, frozenset(sessions), "file").items():
+                path = self._plan_path(layout, symbol, next(iter(members)))
+                files[(symbol, group)] = (path, members)
         group_expr = {
             "span": pl.col(_SESSION).dt.year() * 100 + pl.col(_SESSION).dt.month()
             if layout.file_unit == "day"
@@ -426,7 +446,7 @@ class ParquetLake:
                 layout=layout,
                 symbol=symbol,
                 path=path,
-                sessions=frozenset(sessions),
+                sessions=sessions,
                 rows=by_file[key].select(columns) if key in by_file else empty,
                 shared=layout.compacted or layout.file_unit != "day",
             )
