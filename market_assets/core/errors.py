@@ -1,6 +1,8 @@
 """Errors raised by the core that are not provider errors."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 
 class MarketAssetsError(Exception):
@@ -31,3 +33,13 @@ def cannot(operation: str, path: object, exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         text += f"; let the user running market-assets (uid {os.geteuid()}) access {refused}"
     return text
+
+
+@contextlib.contextmanager
+def reading_config(path: object) -> Iterator[None]:
+    """Turn an OS error while looking at or reading a config file into one ConfigError line
+    naming it (a bare PermissionError says neither which file nor what to do)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(cannot("read config file", path, exc)) from exc

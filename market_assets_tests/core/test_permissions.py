@@ -118,3 +118,25 @@ def test_unreadable_config_file_is_a_config_error_naming_it(tmp_path):
     assert kind == "ConfigError"
     assert message.startswith(f"cannot read config file {configs / 'datasets.yaml'}: ")
     assert "Permission denied" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "load"),
+    [
+        ("indicators.yaml", "transforms.indicators import load_indicators_config as load"),
+        ("checks.yaml", "rules.thresholds import load_thresholds as load"),
+        ("options.yaml", "options.settings import load_options_settings as load"),
+        ("fundamentals.yaml", "fundamentals.config import load_fundamentals_config as load"),
+    ],
+)
+def test_each_unreadable_dataset_config_file_is_a_config_error_naming_it(tmp_path, name, load):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / name).write_text((REPO_CONFIGS / name).read_text())
+    (configs / name).chmod(0)
+
+    kind, message = outcome(f"from market_assets.core.{load}\nload({str(configs)!r})")
+
+    assert kind == "ConfigError"
+    assert "\n" not in message
+    assert message.startswith(f"cannot read config file {configs / name}: Permission denied")

@@ -16,7 +16,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from market_assets.core.errors import ConfigError
+from market_assets.core.errors import ConfigError, reading_config
 
 CONFIG_FILE = "fundamentals.yaml"
 CONCEPT = re.compile(r"^[a-z][a-z0-9-]*:[A-Za-z][A-Za-z0-9_]*$")
@@ -152,10 +152,11 @@ class FundamentalsConfig(_Strict):
 def load_fundamentals_config(config_dir: str | Path) -> FundamentalsConfig:
     """Load `config_dir`/fundamentals.yaml; ConfigError names the file, key and reason."""
     path = Path(config_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found (the fundamentals datasets need it)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        with reading_config(path):
+            if not path.is_file():
+                raise ConfigError(f"{path}: file not found (the fundamentals datasets need it)")
+            raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:

@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from market_assets.core.errors import ConfigError
+from market_assets.core.errors import ConfigError, reading_config
 from market_assets.core.rules.base import Severity
 from market_assets.core.symbols import validate_symbol
 
@@ -179,16 +179,18 @@ def load_options_settings(config_dir: str | Path) -> OptionsSettings:
     Raises ConfigError naming the file and key when the file is not valid.
     """
     path = Path(config_dir) / OPTIONS_FILE
-    if not path.is_file():
-        return OptionsSettings()
-    stat = path.stat()
+    with reading_config(path):
+        if not path.is_file():
+            return OptionsSettings()
+        stat = path.stat()
     return _load(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=8)
 def _load(path: str, _mtime_ns: int, _size: int) -> OptionsSettings:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        with reading_config(path):
+            raw = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from market_assets.core.errors import ConfigError
+from market_assets.core.errors import ConfigError, reading_config
 from market_assets.core.reference.rules import ReferenceCheckSettings
 from market_assets.core.rules.base import Severity
 from market_assets.core.schemas import GRANULARITIES
@@ -316,16 +316,18 @@ def load_thresholds(config_dir: str | Path) -> CheckThresholds:
     Raises ConfigError naming the file and key when the file is not valid.
     """
     path = Path(config_dir) / CHECKS_FILE
-    if not path.is_file():
-        return CheckThresholds.defaults()
-    stat = path.stat()
+    with reading_config(path):
+        if not path.is_file():
+            return CheckThresholds.defaults()
+        stat = path.stat()
     return _load_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=16)
 def _load_cached(path: str, _mtime_ns: int, _size: int) -> CheckThresholds:
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        with reading_config(path):
+            raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     return CheckThresholds.from_mapping(raw, source=path)

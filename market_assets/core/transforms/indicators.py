@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from talib import abstract
 
-from market_assets.core.errors import ConfigError
+from market_assets.core.errors import ConfigError, reading_config
 from market_assets.core.schemas import INDICATOR_SCHEMA
 
 CONFIG_FILE = "indicators.yaml"
@@ -126,10 +126,11 @@ def load_indicators_config(config_dir: str | Path | None = None) -> IndicatorsCo
     """
     directory = Path(config_dir or os.environ.get("MARKET_ASSETS_CONFIG_DIR", "configs"))
     path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found (set MARKET_ASSETS_CONFIG_DIR?)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        with reading_config(path):
+            if not path.is_file():
+                raise ConfigError(f"{path}: file not found (set MARKET_ASSETS_CONFIG_DIR?)")
+            raw = yaml.safe_load(path.read_text()) or {}
         return IndicatorsConfig.model_validate(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
