@@ -140,3 +140,39 @@ def test_each_unreadable_dataset_config_file_is_a_config_error_naming_it(tmp_pat
     assert kind == "ConfigError"
     assert "\n" not in message
     assert message.startswith(f"cannot read config file {configs / name}: Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("setup", "kind_expected"),
+    [
+        (
+            "from market_assets.core.providers.nasdaq_trader import NasdaqTraderProvider as P\n"
+            "from market_assets.core.reference.sources import SnapshotRequest\n"
+            "import datetime as dt\n"
+            "P(files_dir={folder!r}).fetch_listings(SnapshotRequest("
+            "dt.date(2024, 3, 4), dt.date(2024, 3, 5)))",
+            "PermanentError",
+        ),
+        (
+            "from market_assets.core.providers.databento.files import DbnFolder\n"
+            "DbnFolder({folder!r}).files()",
+            "ValueError",
+        ),
+    ],
+    ids=["nasdaq_trader", "databento"],
+)
+def test_unreadable_sub_folder_of_a_vendor_folder_is_an_error_naming_it(
+    tmp_path, setup, kind_expected
+):
+    # Path.rglob would skip the sub-folder without a word, losing its files.
+    folder = tmp_path / "vendor"
+    hidden = folder / "2024"
+    hidden.mkdir(parents=True)
+    (hidden / "nasdaqlisted.txt").write_text("x")
+    hidden.chmod(0)
+
+    kind, message = outcome(setup.format(folder=str(folder)))
+
+    assert kind == kind_expected
+    assert "\n" not in message
+    assert f"cannot read folder {hidden}: Permission denied" in message

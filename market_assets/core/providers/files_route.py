@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from market_assets.core.errors import cannot
+from market_assets.core.folders import files_under
 from market_assets.core.providers.files_read import open_folder
 from market_assets.core.providers.registry import (
     GENERIC_PROVIDER_SETTINGS,
@@ -54,7 +55,11 @@ class FileReader:
 
     def recognizes(self, directory: Path) -> bool:
         """Whether any file under `directory` matches this reader's patterns."""
-        return any(next(directory.rglob(pattern), None) is not None for pattern in self.patterns())
+        return bool(
+            files_under(
+                directory, self.patterns(), lambda message: ValueError(f"--files: {message}")
+            )
+        )
 
     def build(self, directory: Path) -> Any:
         return self.cls.from_files(self.settings, directory)
@@ -152,4 +157,3 @@ def files_registry(
     reader = choose_file_reader(config, route, files_dir, provider)
     built = reader.build(Path(files_dir))
     return ProviderRegistry({reader.name: built}, {route: [reader.name]}, FILES_RETRY)
-

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import requests
 
+from market_assets.core.folders import files_under
 from market_assets.core.providers.base import (
     FetchResult,
     PermanentError,
@@ -314,11 +315,10 @@ class NasdaqTraderProvider:
             raise PermanentError(
                 f"folder {self.files_dir} does not exist", vendor=VENDOR, dataset="reference"
             )
-        paths = sorted(
-            {
-                *self.files_dir.rglob("nasdaqlisted*.txt"),
-                *self.files_dir.rglob("otherlisted*.txt"),
-            }
+        paths = files_under(
+            self.files_dir,
+            ("nasdaqlisted*.txt", "otherlisted*.txt"),
+            lambda message: PermanentError(message, vendor=VENDOR, dataset="reference"),
         )
         return [
             parse_symbol_directory(path.read_text(errors="replace"), str(path)) for path in paths

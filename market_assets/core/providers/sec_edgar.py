@@ -43,6 +43,7 @@ from typing import Any
 import polars as pl
 import requests
 
+from market_assets.core.folders import files_under
 from market_assets.core.fundamentals.companyfacts import (
     parse_company_tickers,
     parse_companyfacts,
@@ -291,8 +292,9 @@ class SecEdgarProvider:
         names = [f"{symbol.lower()}_companyfacts.json", f"{symbol}_companyfacts.json"]
         if cik is not None:
             names.insert(0, f"CIK{cik:010d}.json")
+        listed = files_under(self.directory, names, lambda message: ProviderError(message, **where))
         for name in dict.fromkeys(names):
-            path = next(self.directory.rglob(name), None)
+            path = next((p for p in listed if p.name == name), None)
             if path is None:
                 continue
             try:
@@ -309,7 +311,9 @@ class SecEdgarProvider:
     def _file_cik(self, symbol: str, where: Mapping[str, Any]) -> int | None:
         """The symbol's CIK from company_tickers.json under the folder (None without one)."""
         if self._tickers is None:
-            path = next(self.directory.rglob(TICKERS_FILE), None) if self.directory else None
+            unreadable = lambda message: ProviderError(message, **where)  # noqa: E731
+            found = files_under(self.directory, TICKERS_FILE, unreadable) if self.directory else []
+            path = found[0] if found else None
             if path is None:
                 return None
             try:

@@ -34,6 +34,7 @@ import polars as pl
 import requests
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SingleBucketFactory
 
+from market_assets.core.folders import files_under
 from market_assets.core.providers.base import AuthError, FetchResult, PermanentError, TransientError
 from market_assets.core.providers.http_status import error_for_status
 from market_assets.core.reference.schemas import CIK_MAP_SCHEMA
@@ -201,7 +202,8 @@ class SecTickersProvider:
             )
         last = request.end - dt.timedelta(days=1)
         frames, names = [], []
-        for path in sorted(self.files_dir.rglob("company_tickers*.json")):
+        unreadable = lambda message: PermanentError(message, vendor=VENDOR, dataset="reference")  # noqa: E731
+        for path in files_under(self.files_dir, "company_tickers*.json", unreadable):
             found = _DATE_IN_NAME.search(path.name)
             as_of = dt.date.fromisoformat(found.group(1)) if found else None
             if as_of is not None and as_of > last:

@@ -46,6 +46,7 @@ import polars as pl
 import requests
 
 from market_assets.core.calendar import get_calendar
+from market_assets.core.folders import files_under
 from market_assets.core.providers.base import FetchResult, PermanentError, TransientError
 from market_assets.core.providers.http_status import error_for_status
 from market_assets.core.reference.schemas import CONSTITUENT_SCHEMA
@@ -503,7 +504,13 @@ class Sp500Provider:
             ("intervals", "constituents", "holdings"), self.file_patterns({}), strict=True
         ):
             paths = sorted(
-                self.files_dir.rglob(pattern),
+                files_under(
+                    self.files_dir,
+                    pattern,
+                    lambda message: PermanentError(
+                        message, vendor=VENDOR, dataset="index_constituents"
+                    ),
+                ),
                 key=lambda p: (date_from_name(p.name) or dt.date.min, p.name),
             )
             if paths:  # the newest by the date in its name

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from databento import DBNStore
 
+from market_assets.core.folders import files_under
 from market_assets.core.providers.databento.decode import dbn_schema
 
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
@@ -69,7 +70,7 @@ class DbnFolder:
                 f"DBN folder {self.folder} does not exist; pass the folder holding your "
                 "downloaded .dbn / .dbn.zst files"
             )
-        every = sorted(path for path in self.folder.rglob("*") if path.is_file())
+        every = files_under(self.folder, "*", ValueError)
         paths = [path for path in every if path.name.endswith(DBN_SUFFIXES)]
         self.skipped = [path for path in every if not path.name.endswith(DBN_SUFFIXES)]
         return [_header(path) for path in paths]
