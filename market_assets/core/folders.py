@@ -44,3 +44,12 @@ def files_under(
             if matches(path.relative_to(folder).as_posix(), name):
                 found.append(path)
     return sorted(found)
+
+
+def read_text(path: Path, fail: Callable[[str], Exception], **options: str) -> str:
+    """`path.read_text(**options)`; a file that cannot be read raises `fail(message)`, the
+    message naming it."""
+    try:
+        return path.read_text(**options)
+    except OSError as exc:
+        raise fail(cannot("read file", path, exc)) from exc

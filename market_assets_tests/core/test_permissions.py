@@ -176,3 +176,21 @@ def test_unreadable_sub_folder_of_a_vendor_folder_is_an_error_naming_it(
     assert kind == kind_expected
     assert "\n" not in message
     assert f"cannot read folder {hidden}: Permission denied" in message
+
+
+def test_unreadable_symbol_directory_file_is_a_provider_error_naming_it(tmp_path):
+    (tmp_path / "nasdaqlisted.txt").write_text("Symbol|Security Name\n")
+    (tmp_path / "nasdaqlisted.txt").chmod(0)
+
+    kind, message = outcome(f"""
+import datetime as dt
+from market_assets.core.providers.nasdaq_trader import NasdaqTraderProvider
+from market_assets.core.reference.sources import SnapshotRequest
+NasdaqTraderProvider(files_dir={str(tmp_path)!r}).fetch_listings(
+    SnapshotRequest(dt.date(2024, 3, 4), dt.date(2024, 3, 5))
+)
+""")
+
+    assert kind == "PermanentError"
+    assert "\n" not in message
+    assert f"cannot read file {tmp_path / 'nasdaqlisted.txt'}: Permission denied" in message

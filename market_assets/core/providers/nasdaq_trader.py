@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import requests
 
-from market_assets.core.folders import files_under
+from market_assets.core.folders import files_under, read_text
 from market_assets.core.providers.base import (
     FetchResult,
     PermanentError,
@@ -315,13 +315,14 @@ class NasdaqTraderProvider:
             raise PermanentError(
                 f"folder {self.files_dir} does not exist", vendor=VENDOR, dataset="reference"
             )
-        paths = files_under(
-            self.files_dir,
-            ("nasdaqlisted*.txt", "otherlisted*.txt"),
-            lambda message: PermanentError(message, vendor=VENDOR, dataset="reference"),
-        )
+
+        def unreadable(message: str) -> PermanentError:
+            return PermanentError(message, vendor=VENDOR, dataset="reference")
+
+        paths = files_under(self.files_dir, ("nasdaqlisted*.txt", "otherlisted*.txt"), unreadable)
         return [
-            parse_symbol_directory(path.read_text(errors="replace"), str(path)) for path in paths
+            parse_symbol_directory(read_text(path, unreadable, errors="replace"), str(path))
+            for path in paths
         ]
 
     def _download(self, url: str) -> DirectoryFile:

@@ -34,7 +34,7 @@ import polars as pl
 import requests
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SingleBucketFactory
 
-from market_assets.core.folders import files_under
+from market_assets.core.folders import files_under, read_text
 from market_assets.core.providers.base import AuthError, FetchResult, PermanentError, TransientError
 from market_assets.core.providers.http_status import error_for_status
 from market_assets.core.reference.schemas import CIK_MAP_SCHEMA
@@ -208,7 +208,7 @@ class SecTickersProvider:
             as_of = dt.date.fromisoformat(found.group(1)) if found else None
             if as_of is not None and as_of > last:
                 continue  # published after every requested session: not knowable then
-            frames.append(parse_company_tickers(path.read_text(), str(path), as_of))
+            frames.append(parse_company_tickers(read_text(path, unreadable), str(path), as_of))
             names.append(f"{path.name} ({as_of or 'undated'})")
         return frames, names
 

@@ -46,7 +46,7 @@ import polars as pl
 import requests
 
 from market_assets.core.calendar import get_calendar
-from market_assets.core.folders import files_under
+from market_assets.core.folders import files_under, read_text
 from market_assets.core.providers.base import FetchResult, PermanentError, TransientError
 from market_assets.core.providers.http_status import error_for_status
 from market_assets.core.reference.schemas import CONSTITUENT_SCHEMA
@@ -514,7 +514,14 @@ class Sp500Provider:
                 key=lambda p: (date_from_name(p.name) or dt.date.min, p.name),
             )
             if paths:  # the newest by the date in its name
-                found[label] = (paths[-1].read_text(encoding="utf-8-sig"), str(paths[-1]))
+                text = read_text(
+                    paths[-1],
+                    lambda message: PermanentError(
+                        message, vendor=VENDOR, dataset="index_constituents"
+                    ),
+                    encoding="utf-8-sig",
+                )
+                found[label] = (text, str(paths[-1]))
         return found
 
     def _download(self, url: str) -> str:
