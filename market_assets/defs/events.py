@@ -187,7 +187,7 @@ class StepEventRecorder:
             lambda i: [partition_json(keys[i])],
             [PARTITION_MARK],
         )
-        store_event_batch_fast(self.instance, entries, serialized)
+        store_event_batch_fast(self.instance, entries, serialized, keys)
 
     def materialized(
         self,
@@ -224,7 +224,7 @@ class StepEventRecorder:
             lambda i: [as_json.text(items[i][1]) + partition_json(items[i][0])],
             [as_json.text(SENTINEL_METADATA) + PARTITION_MARK],
         )
-        ids = store_event_batch_fast(self.instance, entries, serialized)
+        ids = store_event_batch_fast(self.instance, entries, serialized, [key for key, _ in items])
         for observer in list(_observers):
             observer(self.run_id, asset_key, len(ids))
         return {
@@ -297,12 +297,15 @@ def store_event_batch_fast(
     instance: DagsterInstance,
     entries: Sequence[EventLogEntry],
     serialized: Sequence[str] | None = None,
+    partitions: Sequence[str] | None = None,
 ) -> list[int]:
     """Store asset events (planned, materialization, check evaluation) of ONE run in batches.
 
     `serialized` is each entry's `serialize_value` JSON when the caller built it already
-    (event_json.py). Returns each entry's storage id, in order. Storages other than Dagster's
-    SQL storages fall back to storing the events one by one through the instance.
+    (event_json.py); `partitions`, each entry's partition key when the entries differ in
+    nothing else a row holds (one step's events of one asset and type, one timestamp). Returns
+    each entry's storage id, in order. Storages other than Dagster's SQL storages fall back
+    to storing the events one by one through the instance.
     """
     if not entries:
         return []
@@ -314,10 +317,7 @@ def store_event_batch_fast(
     run_ids = {entry.run_id for entry in entries}
     if len(run_ids) != 1:
         raise ValueError(f"one batch holds the events of one run, got {sorted(run_ids)}")
-    if serialized is None:
-        rows = [storage._event_to_row(entry) for entry in entries]  # noqa: SLF001 - see module doc
-    else:
-        rows = [event_row(storage, e, text) for e, text in zip(entries, serialized, strict=True)]
+    rows = event_rows(storage, entries, serialized, partitions)
     insert = SqlEventLogStorageTable.insert().returning(
         SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
     )
@@ -330,6 +330,24 @@ def store_event_batch_fast(
         ids = [row[0] for row in conn.execute(insert, rows)]
         _index_asset_events(storage, conn, entries, ids, [row["event"] for row in rows])
     return ids
+
+
+def event_rows(
+    storage: SqlEventLogStorage,
+    entries: Sequence[EventLogEntry],
+    serialized: Sequence[str] | None,
+    partitions: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The `event_logs` rows of `entries` (see `store_event_batch_fast`)."""
+    if serialized is None:
+        return [storage._event_to_row(entry) for entry in entries]  # noqa: SLF001 - module doc
+    if partitions is None:
+        return [event_row(storage, e, text) for e, text in zip(entries, serialized, strict=True)]
+    base = event_row(storage, entries[0], serialized[0])
+    return [
+        {**base, "event": text, "partition": partition or None}
+        for text, partition in zip(serialized, partitions, strict=True)
+    ]
 
 
 def event_row(storage: SqlEventLogStorage, entry: EventLogEntry, text: str) -> dict[str, Any]:

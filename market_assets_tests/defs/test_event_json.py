@@ -115,13 +115,13 @@ def test_a_template_that_does_not_match_falls_back_to_serializing_each_event(cap
 
 @pytest.fixture
 def captured(monkeypatch):
-    """Every batch the recorder stores: (storage, entries, serialized JSON)."""
+    """Every batch the recorder stores: (storage, entries, serialized JSON, partitions)."""
     batches = []
     real = events.store_event_batch_fast
 
-    def capture(instance: DagsterInstance, entries, serialized=None):
-        batches.append((instance.event_log_storage, list(entries), serialized))
-        return real(instance, entries, serialized)
+    def capture(instance: DagsterInstance, entries, serialized=None, partitions=None):
+        batches.append((instance.event_log_storage, list(entries), serialized, partitions))
+        return real(instance, entries, serialized, partitions)
 
     monkeypatch.setattr(events, "store_event_batch_fast", capture)
     return batches
@@ -129,12 +129,14 @@ def captured(monkeypatch):
 
 def assert_exact(batches) -> set[DagsterEventType]:
     kinds = set()
-    for storage, entries, serialized in batches:
+    for storage, entries, serialized, partitions in batches:
         assert serialized is not None
         assert list(serialized) == [serialize_value(entry) for entry in entries]
-        for entry, text in zip(entries, serialized, strict=True):
-            assert events.event_row(storage, entry, text) == storage._event_to_row(entry)
-            kinds.add(entry.dagster_event_type)
+        rows = events.event_rows(storage, entries, serialized, partitions)
+        assert rows == [storage._event_to_row(entry) for entry in entries]
+        kinds.add(entries[0].dagster_event_type)
+        if entries[0].dagster_event_type != DagsterEventType.ASSET_CHECK_EVALUATION:
+            assert partitions is not None  # the shared-row path is the one compared
     return kinds
 
 
@@ -151,7 +153,7 @@ def test_a_deferred_run_stores_dagsters_exact_json_for_every_event(tmp_path, cap
         DagsterEventType.ASSET_MATERIALIZATION,
         DagsterEventType.ASSET_CHECK_EVALUATION,
     }
-    partitioned = [e for _, entries, _ in captured for e in entries if e.dagster_event.partition]
+    partitioned = [e for _, entries, _, _ in captured for e in entries if e.dagster_event.partition]
     assert {e.dagster_event.partition for e in partitioned} == KEYS
     # Each check execution row carries the same JSON as its event in event_logs.
     storage = captured[0][0]
@@ -186,7 +188,7 @@ def test_failed_and_passed_evaluations_of_one_step_serialize_exactly(
     assert "serializing each event" not in caplog.text
     evaluations = {
         e.dagster_event.event_specific_data.partition: e.dagster_event.event_specific_data
-        for _, entries, _ in captured
+        for _, entries, _, _ in captured
         for e in entries
         if e.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION
     }
