@@ -282,7 +282,9 @@ class LocalStore:
             full.rmdir()
 
     def _sweep(self, folder: Path, force: bool = False) -> None:
-        """Remove temp files older than STALE_TEMP_SECONDS in `folder` (once per folder)."""
+        """Remove, in `folder` (once per folder), temp files and the empty `.{name}.lock` files
+        that lakes written before the one lock file at the root left beside every data file,
+        when older than STALE_TEMP_SECONDS."""
         if folder in self._swept and not force:
             return
         self._swept.add(folder)
@@ -292,10 +294,14 @@ class LocalStore:
         except OSError:
             return
         for entry in entries:
-            if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            name = entry.name
+            temp = name.startswith(".") and name.endswith(".tmp")
+            old_lock = name.startswith(".") and name.endswith(".lock") and name != LOCK_FILE
+            if not (temp or old_lock):
                 continue
             with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                status = entry.stat(follow_symlinks=False)
+                if status.st_mtime < cutoff and (temp or status.st_size == 0):
                     os.unlink(entry.path)
 
     def _check_version(self, full: Path, expected_version: Version) -> None:

@@ -702,6 +702,37 @@ def test_stale_temp_files_are_removed_by_the_next_write_into_their_folder(
     assert sorted(p.name for p in folder.iterdir()) == [".ticks.parquet.live.tmp", "ticks.parquet"]
 
 
+def test_empty_lock_files_of_older_lakes_are_removed_by_the_next_write_into_their_folder(
+    tmp_path: Path,
+) -> None:
+    # Arrange: the empty `.{name}.lock` files older lakes left beside each data file (one
+    # two hours old, one just created by a writer of an older version), and an old lock file
+    # that is not empty (not ours: kept).
+    lake = lake_on(tmp_path, OPEN_JANUARY)
+    folder = tmp_path / "ticks/daily/AAPL/2024"
+    folder.mkdir(parents=True)
+    old, recent, foreign = (
+        folder / ".ticks.parquet.lock",
+        folder / ".other.parquet.lock",
+        folder / ".notes.lock",
+    )
+    old.touch()
+    recent.touch()
+    foreign.write_text("pid 42")
+    two_hours_ago = dt.datetime.now().timestamp() - 7200
+    for path in (old, foreign):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    # Act
+    lake.write_partitions("bars_1d", make_bars(["AAPL"], JAN_2024[:1]), [("AAPL", JAN_2024[0])])
+    # Assert
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".notes.lock",
+        ".other.parquet.lock",
+        "ticks.parquet",
+    ]
+    assert (tmp_path / ".lake.lock").exists()
+
+
 def test_unreadable_file_among_many_is_the_one_named(tmp_path: Path) -> None:
     # Arrange: 1m day files of three symbols; MSFT's second file is garbage.
     lake = lake_on(tmp_path, OPEN_JANUARY)
