@@ -36,12 +36,12 @@ from dagster._serdes import serialize_value
 log = logging.getLogger(__name__)
 
 PARTITION = "\x00partition\x00"
-_PARTITION_JSON = json.dumps(PARTITION)
+PARTITION_MARK = json.dumps(PARTITION)  # the sentinel partition as it appears in JSON
 SENTINEL_METADATA: Mapping[str, Any] = {"\x00metadata\x00": "\x00"}
 SENTINEL_TARGET = AssetCheckEvaluationTargetMaterializationData(
     storage_id=-1, run_id="\x00target\x00", timestamp=-1.0
 )
-_TARGET_JSON = serialize_value(SENTINEL_TARGET)
+TARGET_MARK = serialize_value(SENTINEL_TARGET)  # the sentinel target in JSON
 _METADATA_CACHE_LIMIT = 4096
 
 
@@ -106,7 +106,7 @@ class MetadataJson:
         serialized = serialize_value(self._carrier(metadata))
         head = f'"{self._field}": '
         start = serialized.index(head)
-        end = serialized.rindex(f', "partition": {_PARTITION_JSON}')
+        end = serialized.rindex(f', "partition": {PARTITION_MARK}')
         text = f'{serialized[start:end]}, "partition": '
         if len(self._cache) < _METADATA_CACHE_LIMIT:
             self._cache[key] = text
@@ -148,7 +148,3 @@ def partition_json(key: str | None) -> str:
 def target_json(target: AssetCheckEvaluationTargetMaterializationData | None) -> str:
     """A check evaluation's target materialization as it appears in serialized JSON."""
     return "null" if target is None else serialize_value(target)
-
-
-PARTITION_MARK = _PARTITION_JSON
-TARGET_MARK = _TARGET_JSON
