@@ -251,7 +251,7 @@ def demo(
     from market_assets.core.errors import MarketAssetsError
     from market_assets.defs.assets.coverage import COVERAGE_ASSET
     from market_assets.defs.process_runs import RunsInterrupted, raise_if_stopping
-    from market_assets.defs.runner import RunSummary, materialize_rectangle
+    from market_assets.defs.runner import RunSummary
 
     try:
         config = AppConfig.load()
@@ -296,26 +296,22 @@ def demo(
     # Entering the instance makes it the context Dagster resolves definitions against.
     with DagsterInstance.get() as instance, _progress() as progress:
         _recover_orphaned_runs(instance)
+        rectangle = functools.partial(
+            _materialize_with_progress,
+            progress,
+            defs,
+            instance,
+            symbol_keys=keys,
+            tags=tags,
+            summary=summary,
+            run_config=run_config,
+        )
         try:
             for assets, sessions, per_run in plan:
                 if not assets or not sessions:
                     continue
                 label = ", ".join(a.to_user_string() for a in assets)
-                task = progress.add_task(label, total=None)
-                materialize_rectangle(
-                    defs,
-                    instance,
-                    assets,
-                    sessions,
-                    keys,
-                    per_run,
-                    tags=tags,
-                    on_progress=lambda done, total, t=task: progress.update(
-                        t, completed=done, total=total
-                    ),
-                    summary=summary,
-                    run_config=run_config,
-                )
+                rectangle(label, assets, sessions, per_run)
             raise_if_stopping()
         except RunsInterrupted as exc:
             interrupted = exc
@@ -396,7 +392,7 @@ def ingest(
     from market_assets.defs.assets.bars import FILES_DIR_TAG, PROVIDER_TAG
     from market_assets.defs.process_runs import RunsInterrupted, raise_if_stopping
     from market_assets.defs.run_once import materialize_once
-    from market_assets.defs.runner import RunSummary, materialize_rectangle
+    from market_assets.defs.runner import RunSummary
     from market_assets.defs.selection import plan_steps
 
     first, stop = _parse_date(start, "--start"), _parse_date(end, "--end")
@@ -469,26 +465,24 @@ def ingest(
     # Entering the instance makes it the context Dagster resolves definitions against.
     with DagsterInstance.get() as instance, _progress() as progress:
         _recover_orphaned_runs(instance)
+        rectangle = functools.partial(
+            _materialize_with_progress,
+            progress,
+            defs,
+            instance,
+            symbol_keys=keys,
+            tags=tags,
+            summary=summary,
+            run_config=run_config,
+        )
         try:
             for step in steps:
                 if step.start is None:
                     if not summary.failed_runs:
                         materialize_once(defs, instance, step.assets, tags, summary, run_config)
                     continue
-                task = progress.add_task(step.label, total=None)
-                materialize_rectangle(
-                    defs,
-                    instance,
-                    list(step.assets),
-                    plans[step].sessions,
-                    keys,
-                    step.sessions_per_run,
-                    tags=tags,
-                    on_progress=lambda done, total, t=task: progress.update(
-                        t, completed=done, total=total
-                    ),
-                    summary=summary,
-                    run_config=run_config,
+                rectangle(
+                    step.label, list(step.assets), plans[step].sessions, step.sessions_per_run
                 )
             raise_if_stopping()
         except RunsInterrupted as exc:
@@ -807,6 +801,25 @@ def report(
     except (MarketAssetsError, ValueError) as exc:
         _fail(str(exc))
     console.print(f"wrote {written.markdown_uri} and {written.heatmap_uri}")
+
+
+def _materialize_with_progress(  # noqa: ANN001 - Dagster and rich types, imported lazily
+    progress, defs, instance, label: str, assets, sessions, per_run: int, **options
+) -> None:
+    """`materialize_rectangle` with a progress bar named `label` (demo and ingest bind
+    `progress`, `defs`, `instance` and the keyword options once per command)."""
+    from market_assets.defs.runner import materialize_rectangle
+
+    task = progress.add_task(label, total=None)
+    materialize_rectangle(
+        defs,
+        instance,
+        assets,
+        sessions,
+        sessions_per_run=per_run,
+        on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        **options,
+    )
 
 
 def _check_summary_line(instance, run_ids: list[str]) -> str:  # noqa: ANN001
