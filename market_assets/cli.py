@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -244,7 +245,7 @@ def demo(
     """Ingest a demo universe from the synthetic provider through Dagster, offline, no keys."""
     started = time.perf_counter()
     _prepare_environment(dagster_home, data_dir, config_dir)
-    from dagster import AssetKey, DagsterInstance
+    from dagster import AssetKey
 
     from market_assets.core.calendar import get_calendar
     from market_assets.core.config import AppConfig
@@ -293,19 +294,10 @@ def demo(
     tags = {"trigger": "market-assets demo"}
     summary = RunSummary()
     interrupted = None
-    # Entering the instance makes it the context Dagster resolves definitions against.
-    with DagsterInstance.get() as instance, _progress() as progress:
-        _recover_orphaned_runs(instance)
-        rectangle = functools.partial(
-            _materialize_with_progress,
-            progress,
-            defs,
-            instance,
-            symbol_keys=keys,
-            tags=tags,
-            summary=summary,
-            run_config=run_config,
-        )
+    opened = _rectangle_runs(
+        defs, symbol_keys=keys, tags=tags, summary=summary, run_config=run_config
+    )
+    with opened as (instance, rectangle):
         try:
             for assets, sessions, per_run in plan:
                 if not assets or not sessions:
@@ -381,7 +373,6 @@ def ingest(
 ) -> None:
     """Materialize datasets for sessions in [start, end) on the Dagster instance."""
     _prepare_environment(dagster_home, data_dir, config_dir)
-    from dagster import DagsterInstance
 
     from market_assets.cli_reference import check_snapshot_sources, snapshot_datasets_only
     from market_assets.core.calendar import get_calendar
@@ -462,19 +453,10 @@ def ingest(
     run_config = None if debug else SILENT_RUN_CONFIG
     summary = RunSummary()
     interrupted = None
-    # Entering the instance makes it the context Dagster resolves definitions against.
-    with DagsterInstance.get() as instance, _progress() as progress:
-        _recover_orphaned_runs(instance)
-        rectangle = functools.partial(
-            _materialize_with_progress,
-            progress,
-            defs,
-            instance,
-            symbol_keys=keys,
-            tags=tags,
-            summary=summary,
-            run_config=run_config,
-        )
+    opened = _rectangle_runs(
+        defs, symbol_keys=keys, tags=tags, summary=summary, run_config=run_config
+    )
+    with opened as (instance, rectangle):
         try:
             for step in steps:
                 if step.start is None:
@@ -803,23 +785,31 @@ def report(
     console.print(f"wrote {written.markdown_uri} and {written.heatmap_uri}")
 
 
-def _materialize_with_progress(  # noqa: ANN001 - Dagster and rich types, imported lazily
-    progress, defs, instance, label: str, assets, sessions, per_run: int, **options
-) -> None:
-    """`materialize_rectangle` with a progress bar named `label` (demo and ingest bind
-    `progress`, `defs`, `instance` and the keyword options once per command)."""
+@contextlib.contextmanager
+def _rectangle_runs(defs, **options) -> Iterator[tuple[Any, Callable[..., None]]]:  # noqa: ANN001
+    """The Dagster instance (entered: the context Dagster resolves definitions against), with
+    runs orphaned by killed commands recovered, and `rectangle(label, assets, sessions,
+    per_run)`: `materialize_rectangle` of `defs` with `options`, behind a progress bar."""
+    from dagster import DagsterInstance
+
     from market_assets.defs.runner import materialize_rectangle
 
-    task = progress.add_task(label, total=None)
-    materialize_rectangle(
-        defs,
-        instance,
-        assets,
-        sessions,
-        sessions_per_run=per_run,
-        on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-        **options,
-    )
+    with DagsterInstance.get() as instance, _progress() as progress:
+        _recover_orphaned_runs(instance)
+
+        def rectangle(label: str, assets, sessions, per_run: int) -> None:  # noqa: ANN001
+            task = progress.add_task(label, total=None)
+            materialize_rectangle(
+                defs,
+                instance,
+                assets,
+                sessions,
+                sessions_per_run=per_run,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                **options,
+            )
+
+        yield instance, rectangle
 
 
 def _check_summary_line(instance, run_ids: list[str]) -> str:  # noqa: ANN001
