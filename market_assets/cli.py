@@ -294,9 +294,7 @@ def demo(
     tags = {"trigger": "market-assets demo"}
     summary = RunSummary()
     interrupted = None
-    opened = _rectangle_runs(
-        defs, symbol_keys=keys, tags=tags, summary=summary, run_config=run_config
-    )
+    opened = _rectangle_runs(defs, keys, tags=tags, summary=summary, run_config=run_config)
     with opened as (instance, rectangle):
         try:
             for assets, sessions, per_run in plan:
@@ -453,9 +451,7 @@ def ingest(
     run_config = None if debug else SILENT_RUN_CONFIG
     summary = RunSummary()
     interrupted = None
-    opened = _rectangle_runs(
-        defs, symbol_keys=keys, tags=tags, summary=summary, run_config=run_config
-    )
+    opened = _rectangle_runs(defs, keys, tags=tags, summary=summary, run_config=run_config)
     with opened as (instance, rectangle):
         try:
             for step in steps:
@@ -786,10 +782,13 @@ def report(
 
 
 @contextlib.contextmanager
-def _rectangle_runs(defs, **options) -> Iterator[tuple[Any, Callable[..., None]]]:  # noqa: ANN001
+def _rectangle_runs(  # noqa: ANN001 - Dagster types, imported lazily
+    defs, keys, **options
+) -> Iterator[tuple[Any, Callable[..., None]]]:
     """The Dagster instance (entered: the context Dagster resolves definitions against), with
     runs orphaned by killed commands recovered, and `rectangle(label, assets, sessions,
-    per_run)`: `materialize_rectangle` of `defs` with `options`, behind a progress bar."""
+    per_run)`: `materialize_rectangle` of `defs` over symbol `keys` with `options`, behind a
+    progress bar."""
     from dagster import DagsterInstance
 
     from market_assets.defs.runner import materialize_rectangle
@@ -804,7 +803,8 @@ def _rectangle_runs(defs, **options) -> Iterator[tuple[Any, Callable[..., None]]
                 instance,
                 assets,
                 sessions,
-                sessions_per_run=per_run,
+                keys,
+                per_run,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
                 **options,
             )
