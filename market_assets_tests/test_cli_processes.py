@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from market_assets.cli import app
 from market_assets.core.calendar import get_calendar
+from market_assets.defs.runner import step_metadata
 from market_assets.query import MarketData
 from market_assets_tests.fixtures.postgres import create_scratch_database, drop_scratch_database
 
@@ -295,3 +296,64 @@ def test_commands_started_at_once_on_a_fresh_instance_all_succeed(tmp_path, monk
     with DagsterInstance.from_config(str(work.home)) as instance:
         assert [run.status for run in instance.get_runs()] == [DagsterRunStatus.SUCCESS]
         assert len(instance.get_materialized_partitions(AssetKey("bars_1m"))) == 2 * len(SYMBOLS)
+
+
+KILLED_BEFORE_POSTGRESQL = """\
+import os, signal, sys
+from market_assets.core.stores.timescale import TimescaleStore
+
+def killed(self, dataset, rows, partitions):
+    os.kill(os.getpid(), signal.SIGKILL)  # after the lake write, before PostgreSQL's
+
+TimescaleStore.write_partitions = killed
+import market_assets.cli
+market_assets.cli.app(sys.argv[1:])
+"""
+
+
+def test_ingest_killed_between_the_lake_and_postgresql_is_repaired_by_the_next_ingest(tmp_path):
+    dsn = create_scratch_database(prefix="market_assets_killed")
+    try:
+        work = Workdir(tmp_path, sqlite_instance_yaml(4), {"MARKET_ASSETS_TIMESCALE_DSN": dsn})
+        killer = tmp_path / "killed_before_postgresql.py"
+        killer.write_text(KILLED_BEFORE_POSTGRESQL)
+        days = sessions(4)
+        killed = work.start(str(killer), *ingest_args(days[:3], work.data))
+        assert work.finish(killed) == -signal.SIGKILL, work.output(killed)
+        assert work.stored_rows().height == minute_rows(days[:3])  # the lake was written
+        assert postgresql_rows(work, dsn, days).height == 0
+        intents = work.data / "_pending" / "writing" / "postgresql" / "bars_1m"
+        assert len(list(intents.iterdir())) == 1
+
+        again = ingest(work, days[3:])
+        code = work.finish(again)
+
+        assert code == 0, work.output(again)
+        lake, postgresql = work.stored_rows(), postgresql_rows(work, dsn, days)
+        assert lake.height == minute_rows(days)
+        assert postgresql.sort("symbol", "ts").equals(lake.sort("symbol", "ts"))
+        assert not intents.exists() or not any(intents.iterdir())
+        assert not (work.data / "_pending" / "postgresql" / "bars_1m.parquet").exists()
+        with DagsterInstance.from_config(str(work.home)) as instance:
+            statuses = [run.status for run in instance.get_runs()]
+            assert statuses == [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+            # The killed write may have stopped part way through the lake: its partitions
+            # are in both stores now, but only a re-run records them as materialized.
+            materialized = instance.get_materialized_partitions(AssetKey("bars_1m"))
+            assert materialized == {f"{days[3]}|{symbol}" for symbol in SYMBOLS}
+            (latest,) = [r for r in instance.get_runs() if r.status == DagsterRunStatus.SUCCESS]
+            metadata = step_metadata(instance, latest.run_id)["bars_1m"]
+        assert metadata["postgresql_adopted_from_killed_writes"] == 3 * len(SYMBOLS)
+        assert metadata["postgresql_copied_partitions"] == 3 * len(SYMBOLS)
+        assert metadata["postgresql_copied_rows"] == minute_rows(days[:3])
+    finally:
+        drop_scratch_database(dsn)
+
+
+def postgresql_rows(work: Workdir, dsn: str, days: list[dt.date]) -> pl.DataFrame:
+    """The (symbol, ts) of every bars_1m row PostgreSQL holds for `days`."""
+    end = days[-1] + dt.timedelta(days=1)
+    with MarketData(root=str(work.data), dsn=dsn) as market:
+        return market.bars(
+            list(SYMBOLS), days[0], end, "1m", columns=["symbol", "ts"], store="timescale"
+        )

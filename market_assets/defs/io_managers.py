@@ -43,7 +43,10 @@ from market_assets.defs.events import StepEventRecorder, deferred, step_of
 from market_assets.defs.partitions import PartitionRectangle, resolve_partition_keys
 from market_assets.defs.resources import PlatformResource
 from market_assets.defs.store_sync import (
+    begin_write,
     bring_postgresql_in_line,
+    end_write,
+    keys_of,
     lake_failed,
     postgresql_failed,
 )
@@ -290,11 +293,15 @@ def write_stores(
         if quarantined is not None:
             lake.write_quarantine(dataset, quarantined, pairs)
         return ["lake"]
+    intent = None
     try:
+        run_id = context.run_id if context else None
+        intent = begin_write(platform, dataset, pairs, keys_of(pairs, rectangle), run_id)
         lake.write_partitions(dataset, rows, pairs)
         if quarantined is not None:
             lake.write_quarantine(dataset, quarantined, pairs)
     except Exception as exc:
+        end_write(platform, dataset, intent, quietly=True)
         raise lake_failed(dataset, pairs, exc) from exc
     try:
         timescale = platform.timescale()
@@ -303,7 +310,10 @@ def write_stores(
         if quarantined is not None:
             timescale.write_quarantine(dataset, quarantined, pairs)
     except Exception as exc:
-        raise postgresql_failed(platform, dataset, pairs, rectangle, exc) from exc
+        failure = postgresql_failed(platform, dataset, pairs, rectangle, exc)
+        end_write(platform, dataset, intent, quietly=True)
+        raise failure from exc
+    end_write(platform, dataset, intent)
     bring_postgresql_in_line(
         platform,
         timescale,

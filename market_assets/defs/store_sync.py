@@ -18,6 +18,14 @@ PostgreSQL. Here is what happens when one of the two writes fails:
   copy needs no vendor request; a partition the run re-fetched is written fresh instead. When
   the copy fails again, the step still succeeds for its own partitions and says how many stay
   behind (they are tried again by the next write).
+- The process is killed between the two writes (or during either): nothing runs to record the
+  failure, so `begin_write` leaves an intent naming the partitions and the writing process
+  before the lake write, and `end_write` deletes it once PostgreSQL holds them. The next write
+  of the dataset adopts every intent whose process is gone (on another host: whose Dagster run
+  has finished) into the behind record and copies those partitions from the lake, so the two
+  stores agree again. They are not recorded as materialized: the lake write may have stopped
+  part way, so Dagster keeps them failed (the killed run is failed by `fail_orphaned_runs`),
+  and a re-run writes them fresh.
 
 The copy reads the lake while PostgreSQL holds its partition locks (TimescaleStore rows given
 as a function), so a concurrent writer of the same partitions, which writes the lake before
@@ -28,11 +36,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
-from dagster import AssetKey, Failure, MetadataValue, OutputContext
+from dagster import AssetKey, DagsterInstance, Failure, MetadataValue, OutputContext
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 from market_assets.core.stores.lake import ParquetLake
 from market_assets.core.stores.layout import layout_for
@@ -41,6 +50,7 @@ from market_assets.core.stores.timescale import TimescaleStore
 from market_assets.core.stores.timescale_read import describe_dsn
 from market_assets.defs.events import StepEventRecorder, step_of
 from market_assets.defs.partitions import PartitionRectangle, multi_key
+from market_assets.defs.process_runs import process_state, process_tags
 from market_assets.defs.resources import PlatformResource
 
 log = logging.getLogger(__name__)
@@ -56,6 +66,8 @@ class Copied:
     """What `bring_postgresql_in_line` copied from the lake, and what is still behind."""
 
     rows_by_key: dict[str, int] = field(default_factory=dict)
+    adopted: int = 0
+    """Partitions of killed writes moved into the behind record by this write."""
     partitions: int = 0
     rows: int = 0
     still_behind: int = 0
@@ -69,6 +81,64 @@ def one_line(exc: BaseException) -> str:
 
 def span(keys: Sequence[str]) -> str:
     return keys[0] if len(keys) == 1 else f"{keys[0]} .. {keys[-1]}"
+
+
+RUN_ID = "run_id"
+"""The intent owner's field naming the Dagster run that writes (besides process_tags)."""
+
+
+def keys_of(pairs: Sequence[Pair], rectangle: PartitionRectangle | None) -> list[str]:
+    """The Dagster partition key of each of `pairs` (parallel), from `rectangle` when given."""
+    key_of = {p: key for key, members in rectangle.by_key for p in members} if rectangle else {}
+    return [key_of.get(p) or multi_key(p[1], p[0]) for p in pairs]
+
+
+def begin_write(
+    platform: PlatformResource,
+    dataset: str,
+    pairs: Sequence[Pair],
+    keys: Sequence[str],
+    run_id: str | None,
+) -> str | None:
+    """Leave the intent of writing `pairs` to the lake, then PostgreSQL (see the module);
+    its path, or None when there is nothing to write."""
+    if not pairs:
+        return None
+    owner = {**process_tags(), RUN_ID: run_id or ""}
+    return PendingPartitions(platform.lake().store, dataset).begin(pairs, keys, owner)
+
+
+def end_write(
+    platform: PlatformResource, dataset: str, intent: str | None, *, quietly: bool = False
+) -> None:
+    """Delete the intent `begin_write` left: both stores hold its pairs, or the failure that
+    stopped the write is recorded. `quietly` (on a failure, whose error must win): a delete
+    that fails is logged, and the intent is adopted once this process is gone."""
+    if intent is None:
+        return
+    try:
+        PendingPartitions(platform.lake().store, dataset).end(intent)
+    except Exception as exc:
+        if not quietly:
+            raise
+        log.warning("%s: could not delete the write intent %s: %s", dataset, intent, one_line(exc))
+
+
+def abandoned_by(instance: DagsterInstance | None) -> Callable[[Mapping[str, str]], bool]:
+    """Whether an intent's owner is gone: its process, on this host; its Dagster run, having
+    finished (or being unknown to `instance`), on another host."""
+
+    def abandoned(owner: Mapping[str, str]) -> bool:
+        state = process_state(owner)
+        if state != "unknown":
+            return state == "gone"
+        run_id = owner.get(RUN_ID)
+        if instance is None or not run_id:
+            return False
+        run = instance.get_run_by_id(run_id)
+        return run is None or run.status in FINISHED_STATUSES
+
+    return abandoned
 
 
 def lake_failed(dataset: str, pairs: Sequence[Pair], exc: BaseException) -> Failure:
@@ -96,12 +166,12 @@ def postgresql_failed(
 ) -> Failure:
     """Record `pairs` (of `rectangle`'s partition keys) as behind in PostgreSQL and return the
     step failure that says so."""
-    key_of = {p: key for key, members in rectangle.by_key for p in members} if rectangle else {}
-    keys = sorted({key_of.get(pair) or multi_key(pair[1], pair[0]) for pair in pairs})
+    pair_keys = keys_of(pairs, rectangle)
+    keys = sorted(set(pair_keys))
     pending = PendingPartitions(platform.lake().store, dataset)
     server = describe_dsn(platform.timescale_dsn or "")
     try:
-        pending.add(pairs, [key_of.get(p) or multi_key(p[1], p[0]) for p in pairs])
+        pending.add(pairs, pair_keys)
         remedy = (
             f"recorded in {pending.uri}: the next write of {dataset} to PostgreSQL copies them "
             "from the lake (or re-run these partitions)"
@@ -136,17 +206,20 @@ def bring_postgresql_in_line(
     with_quarantine: bool,
     context: OutputContext | None = None,
 ) -> Copied:
-    """After `written` went to both stores: forget them in the behind record, and copy every
-    other recorded partition of `dataset` from the lake into PostgreSQL (see the module)."""
+    """After `written` went to both stores: adopt abandoned writes into the behind record,
+    forget `written` in it, and copy every other recorded partition of `dataset` from the lake
+    into PostgreSQL (see the module)."""
     lake = platform.lake()
     pending = PendingPartitions(lake.store, dataset)
+    adopted = pending.adopt_abandoned(abandoned_by(step_of(context).instance if context else None))
     behind = pending.read()
-    copied = Copied()
+    copied = Copied(adopted=adopted)
     if behind.is_empty():
         return copied
     fresh = set(written)
-    records = [(s, d, k) for s, d, k, _ in behind.iter_rows() if (s, d) not in fresh]
-    pending.remove([(s, d) for s, d, _, _ in behind.iter_rows() if (s, d) in fresh])
+    records = [(s, d, k) for s, d, k, _, _ in behind.iter_rows() if (s, d) not in fresh]
+    incomplete = {k for _, _, k, _, done in behind.iter_rows() if not done}
+    pending.remove([(s, d) for s, d, *_ in behind.iter_rows() if (s, d) in fresh])
     done: list[tuple[str, int]] = []
     for start in range(0, len(records), COPY_PAIRS_PER_WRITE):
         chunk = records[start : start + COPY_PAIRS_PER_WRITE]
@@ -185,14 +258,15 @@ def bring_postgresql_in_line(
     copied.partitions = len(done)
     copied.rows = sum(rows for _, rows in done)
     still = set(pending.read().get_column("partition_key").to_list()) if copied.failure else set()
-    complete = {k: n for k, n in copied.rows_by_key.items() if k not in still}
+    stored = {k: n for k, n in copied.rows_by_key.items() if k not in still and k not in incomplete}
     if context is not None:
-        _tell_dagster(context, copied, complete)
+        _tell_dagster(context, copied, stored)
     return copied
 
 
 def _tell_dagster(context: OutputContext, copied: Copied, complete: Mapping[str, int]) -> None:
-    """Materializations of the partitions now in both stores, and the step's own metadata."""
+    """Materializations of the partitions now in both stores whose lake write had finished
+    (`complete`), and the step's own metadata."""
     if complete:
         metadata = {
             key: {
@@ -209,6 +283,8 @@ def _tell_dagster(context: OutputContext, copied: Copied, complete: Mapping[str,
         "postgresql_copied_partitions": copied.partitions,
         "postgresql_copied_rows": copied.rows,
     }
+    if copied.adopted:
+        summary["postgresql_adopted_from_killed_writes"] = copied.adopted
     if copied.failure:
         summary["postgresql_still_behind"] = copied.still_behind
         summary["postgresql_copy_failure"] = copied.failure

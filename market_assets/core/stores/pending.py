@@ -12,15 +12,26 @@ removes them from the record (defs/store_sync.py).
 The record lives in the lake because PostgreSQL is the store that failed. Updates are
 read-modify-write under the lake's own guards (a file lock on local disk, conditional writes on
 S3), so concurrent runs never drop each other's records.
+
+A process killed between the two writes (kill -9, out of memory) records nothing, so every
+write first leaves an intent: `_pending/writing/postgresql/{dataset}/{id}.parquet`, the pairs it
+is about to write and its owner (host, pid and start time of the writing process, run id),
+put before the lake write and deleted once PostgreSQL holds the rows. An intent whose owner is
+gone is abandoned: `adopt_abandoned` moves its pairs into the record (flagged `lake_complete`
+false, since the lake write may have stopped part way) and deletes it, so the next write copies
+them. Whether an owner is gone is the caller's judgement (defs/store_sync.py asks the process
+table and Dagster's run storage).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import random
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
@@ -33,7 +44,18 @@ PENDING_SCHEMA: dict[str, pl.DataType] = {
     "session": pl.Date(),
     "partition_key": pl.String(),
     "since": pl.Datetime("us", "UTC"),
+    "lake_complete": pl.Boolean(),
 }
+"""`lake_complete`: the lake write of the pair finished (PostgreSQL failed after it), so the
+copy is the partition's new rows; false for an abandoned write, whose lake files may still hold
+the previous rows (the copy aligns the stores, and Dagster keeps the partition failed)."""
+WRITING_FOLDER = f"{PENDING_FOLDER}/writing"
+INTENT_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "session": pl.Date(),
+    "partition_key": pl.String(),
+}
+OWNER_COLUMN = "owner"
 MAX_UPDATE_ATTEMPTS = 30
 
 Pair = tuple[str, dt.date]
@@ -46,6 +68,7 @@ class PendingPartitions:
         self._store = store
         self.dataset = dataset
         self.path = f"{PENDING_FOLDER}/{target}/{dataset}.parquet"
+        self.writing = f"{WRITING_FOLDER}/{target}/{dataset}"
 
     @property
     def uri(self) -> str:
@@ -57,9 +80,12 @@ class PendingPartitions:
         data, _ = self._store.get(self.path)
         return _parse(data, self.uri)
 
-    def add(self, pairs: Sequence[Pair], keys: Sequence[str]) -> None:
+    def add(
+        self, pairs: Sequence[Pair], keys: Sequence[str], *, lake_complete: bool = True
+    ) -> None:
         """Record (symbol, session) `pairs`, each with the Dagster partition key it belongs to
-        (`keys`, parallel to `pairs`); a pair already recorded keeps its first `since`."""
+        (`keys`, parallel to `pairs`); a pair already recorded keeps its first `since`, and is
+        `lake_complete` only when every record of it says so."""
         now = dt.datetime.now(dt.UTC)
         added = pl.DataFrame(
             {
@@ -67,12 +93,57 @@ class PendingPartitions:
                 "session": [d for _, d in pairs],
                 "partition_key": list(keys),
                 "since": [now] * len(pairs),
+                "lake_complete": [lake_complete] * len(pairs),
             },
             schema=PENDING_SCHEMA,
         )
-        self._update(
-            lambda old: pl.concat([old, added]).unique(["symbol", "session"], keep="first")
-        )
+        self._update(lambda old: _merged(old, added))
+
+    def begin(self, pairs: Sequence[Pair], keys: Sequence[str], owner: Mapping[str, str]) -> str:
+        """Leave an intent naming `pairs` (with their `keys`) and `owner` before writing them to
+        the lake and the target; its path, for `end`."""
+        path = f"{self.writing}/{uuid.uuid4().hex}.parquet"
+        intent = pl.DataFrame(
+            {
+                "symbol": [s for s, _ in pairs],
+                "session": [d for _, d in pairs],
+                "partition_key": list(keys),
+            },
+            schema=INTENT_SCHEMA,
+        ).with_columns(pl.lit(json.dumps(dict(owner), sort_keys=True)).alias(OWNER_COLUMN))
+        self._store.put(path, _to_bytes(intent))
+        return path
+
+    def end(self, path: str) -> None:
+        """Delete the intent at `path`: both stores hold its pairs, or its failure is recorded."""
+        self._store.delete(path)
+
+    def adopt_abandoned(self, abandoned: Callable[[Mapping[str, str]], bool]) -> int:
+        """Move the pairs of every intent whose owner is `abandoned` into the record (not
+        lake_complete) and delete the intent; how many pairs were moved."""
+        moved = 0
+        for name in self._store.list_names(self.writing):
+            path = f"{self.writing}/{name}"
+            if not name.endswith(".parquet"):
+                continue
+            data, version = self._store.get(path)
+            if data is None:  # ended, or adopted by another writer, since the listing
+                continue
+            intent = _parse_intent(data, self._store.uri(path))
+            owner = json.loads(intent[OWNER_COLUMN][0]) if intent.height else {}
+            if intent.height and not abandoned(owner):
+                continue
+            pairs = list(zip(intent["symbol"], intent["session"], strict=True))
+            if pairs:
+                self.add(pairs, intent["partition_key"].to_list(), lake_complete=False)
+            try:
+                self._store.delete(path, expected_version=version)
+            except VersionConflict:
+                continue  # another writer adopted it first; `add` kept one record per pair
+            moved += len(pairs)
+        if moved:
+            self._store.prune_folder(self.writing)
+        return moved
 
     def remove(self, pairs: Sequence[Pair]) -> None:
         """Forget `pairs` (both stores hold them now); nothing to do when none is recorded."""
@@ -104,17 +175,46 @@ class PendingPartitions:
         raise StoreError(f"gave up updating {self.uri}: other writers kept changing it; retry")
 
 
+def _merged(old: pl.DataFrame, added: pl.DataFrame) -> pl.DataFrame:
+    """`old` and `added`, one row per pair: its first `since`, lake_complete when all say so."""
+    return (
+        pl.concat([old, added])
+        .group_by("symbol", "session", maintain_order=True)
+        .agg(
+            pl.col("partition_key").first(),
+            pl.col("since").first(),
+            pl.col("lake_complete").all(),
+        )
+        .select(list(PENDING_SCHEMA))
+    )
+
+
 def _parse(data: bytes | None, uri: str) -> pl.DataFrame:
     if data is None:
         return pl.DataFrame(schema=PENDING_SCHEMA)
     try:
-        return pl.read_parquet(io.BytesIO(data)).select(
-            pl.col(name).cast(dtype) for name, dtype in PENDING_SCHEMA.items()
-        )
+        frame = pl.read_parquet(io.BytesIO(data))
+        if "lake_complete" not in frame.columns:  # recorded before abandoned writes were
+            frame = frame.with_columns(pl.lit(True).alias("lake_complete"))
+        return frame.select(pl.col(name).cast(dtype) for name, dtype in PENDING_SCHEMA.items())
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise StoreError(
             f"cannot read {uri}, the record of partitions PostgreSQL lags behind the lake "
             f"({exc}); move it aside and re-run the datasets it named"
+        ) from exc
+
+
+def _parse_intent(data: bytes, uri: str) -> pl.DataFrame:
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+        return frame.select(
+            *(pl.col(name).cast(dtype) for name, dtype in INTENT_SCHEMA.items()),
+            pl.col(OWNER_COLUMN).cast(pl.String()),
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise StoreError(
+            f"cannot read {uri}, the intent of a write to the lake and PostgreSQL ({exc}); "
+            "move it aside and re-run the dataset's partitions it named"
         ) from exc
 
 
