@@ -15,7 +15,8 @@ from pathlib import Path
 import polars as pl
 import psycopg
 import pytest
-from dagster import DagsterEventType
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster._core.utils import make_new_run_id
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -23,8 +24,10 @@ from market_assets.core.providers.synthetic import SyntheticProvider
 from market_assets.core.stores.lake import ParquetLake
 from market_assets.core.stores.pending import PendingPartitions
 from market_assets.core.stores.timescale import TimescaleStore
+from market_assets.defs.process_runs import process_tags
 from market_assets.defs.run_errors import one_line, root_cause, run_failure
 from market_assets.defs.runner import step_metadata
+from market_assets.defs.store_sync import RUN_ID, abandoned_by
 from market_assets.query import MarketData
 from market_assets_tests.defs.test_bar_pipeline import make_pipeline, partition_status
 from market_assets_tests.fixtures.postgres import (
@@ -230,3 +233,24 @@ def test_quarantined_rows_are_copied_to_postgresql_with_their_partitions(
     in_lake = lake.read_quarantine("bars_1d", SYMBOLS, SESSIONS[0], NEXT)
     assert in_lake["rule"].to_list() == ["null_price"]  # the first bar of the one request
     assert rows_in_postgresql(dsn, "quarantine_bars_1d") == in_lake.height
+
+
+def test_an_intent_is_abandoned_when_its_process_is_gone_or_elsewhere_its_run_finished():
+    with DagsterInstance.ephemeral() as instance:
+        runs = {}
+        for status in (DagsterRunStatus.STARTED, DagsterRunStatus.FAILURE):
+            run = DagsterRun("job", make_new_run_id(), status=status)
+            instance.add_run(run)
+            runs[status] = run.run_id
+        abandoned = abandoned_by(instance)
+        here = {**process_tags(), RUN_ID: runs[DagsterRunStatus.FAILURE]}
+        gone = {**here, "market_assets/pid": "999999999"}
+        elsewhere = {"market_assets/host": "another-host", "market_assets/pid": "1"}
+
+        assert not abandoned(here)  # this process is alive, whatever its run says
+        assert abandoned(gone)
+        assert not abandoned({**elsewhere, RUN_ID: runs[DagsterRunStatus.STARTED]})
+        assert abandoned({**elsewhere, RUN_ID: runs[DagsterRunStatus.FAILURE]})
+        assert abandoned({**elsewhere, RUN_ID: make_new_run_id()})  # not in this instance
+        assert not abandoned({**elsewhere, RUN_ID: ""})  # nothing to judge it by
+        assert not abandoned_by(None)({**elsewhere, RUN_ID: runs[DagsterRunStatus.FAILURE]})
