@@ -304,6 +304,23 @@ class LocalStore:
                 if status.st_mtime < cutoff and (temp or status.st_size == 0):
                     os.unlink(entry.path)
 
+    def _ensure_folder(self, folder: Path) -> None:
+        """Create `folder` if needed and sweep it once; a folder this call creates holds
+        nothing to sweep (a bulk write creates thousands, so this saves a scan of each)."""
+        if folder in self._swept:
+            _make_folder(folder)  # it may have been pruned since
+            return
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            self._sweep(folder)
+            return
+        except FileNotFoundError:
+            _make_folder(folder)
+        except OSError as exc:
+            raise StoreError(cannot("create folder", folder, exc)) from exc
+        self._swept.add(folder)
+
     def _check_version(self, full: Path, expected_version: Version) -> None:
         if isinstance(expected_version, _AnyVersion):
             return
@@ -316,8 +333,7 @@ class LocalStore:
 
     def put(self, path: str, data: bytes, expected_version: Version = ANY_VERSION) -> None:
         full = self._full(path)
-        _make_folder(full.parent)
-        self._sweep(full.parent)
+        self._ensure_folder(full.parent)
         self._check_version(full, expected_version)
         temp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
         try:

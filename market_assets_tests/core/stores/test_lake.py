@@ -350,6 +350,49 @@ def test_read_partitions_returns_exactly_the_listed_partitions(lake: ParquetLake
     assert keys == [("AAPL", JAN_2024[0]), ("AAPL", JAN_2024[3]), ("MSFT", JAN_2024[2])]
 
 
+@pytest.mark.parametrize("dataset", ["bars_1d", "bars_1m"])
+def test_partitions_listed_out_of_symbol_order_are_all_written(
+    lake: ParquetLake, dataset: str
+) -> None:
+    # Arrange: AAPL's partitions are listed on both sides of MSFT's.
+    granularity = dataset.removeprefix("bars_")
+    bars = make_bars(["AAPL", "MSFT"], JAN_2024[:2], granularity)
+    listed = [("AAPL", JAN_2024[0]), ("MSFT", JAN_2024[0]), ("MSFT", JAN_2024[1])]
+    listed.append(("AAPL", JAN_2024[1]))
+    # Act
+    summary = lake.write_partitions(dataset, bars, listed)
+    back = lake.read(dataset, ["AAPL", "MSFT"], JAN_2024[0], JAN_2024[2])
+    # Assert
+    assert summary.rows == bars.height
+    assert_frame_equal(back, bars.sort("symbol", "ts"))
+
+
+def test_quarantined_rows_filed_against_their_time_order_stay_in_their_partitions(
+    lake: ParquetLake,
+) -> None:
+    # Arrange: in (symbol, ts) order the rows are filed under sessions 1, 2, 1 of two months,
+    # so the rows of one file are not adjacent.
+    first, second = JAN_2024[-1], SESSIONS_2024[len(JAN_2024)]
+    bars = make_bars(["AAPL"], [first, second], "1m")
+    rows = pl.concat([bars.head(2), bars.tail(1)]).with_columns(
+        session=pl.Series([first, second, first], dtype=pl.Date),
+        dataset=pl.lit("bars_1m"),
+        rule=pl.lit("outlier"),
+        detail=pl.lit(None, pl.String),
+        quarantined_at=pl.lit(dt.datetime(2024, 1, 5, tzinfo=dt.UTC)),
+    )
+    # Act
+    lake.write_quarantine("bars_1m", rows, [("AAPL", first), ("AAPL", second)])
+    on_first = lake.read_quarantine("bars_1m", ["AAPL"], first, second)
+    on_second = lake.read_quarantine("bars_1m", ["AAPL"], second, second + dt.timedelta(days=1))
+    # Assert
+    assert on_first.get_column("ts").to_list() == [
+        rows.get_column("ts")[0],
+        rows.get_column("ts")[2],
+    ]
+    assert on_second.get_column("ts").to_list() == [rows.get_column("ts")[1]]
+
+
 def test_partition_files_and_uri_for_follow_the_layout(
     local_lake: ParquetLake, s3_lake: ParquetLake
 ) -> None:
