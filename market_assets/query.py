@@ -194,8 +194,8 @@ class MarketData:
 
     def _warn_missing(self, dataset: str, symbols: Sequence[str], frame: pl.DataFrame) -> None:
         """NoDataWarning for each symbol with no row in `frame` and nothing in the lake."""
-        if "symbol" not in frame.columns:
-            return
+        if "symbol" not in frame.columns or (len(symbols) == 1 and frame.height):
+            return  # one symbol with rows: it is served (the common single-symbol read)
         served = set(frame.get_column("symbol").unique().to_list())
         absent = [s for s in symbols if s not in served and not self._holds(dataset, s)]
         if absent:
@@ -397,6 +397,7 @@ class MarketData:
 
         lo, hi = to_utc(start, name="start"), to_utc(end, name="end")
         return option_history(self._lake, contract, lo, hi)
+
     @property
     def _reference(self):  # noqa: ANN202 - ReferenceStore, imported lazily
         from market_assets.core.reference.store import ReferenceStore
