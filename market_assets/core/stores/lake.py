@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import polars as pl
 
@@ -504,7 +504,7 @@ class ParquetLake:
             )
 
     @staticmethod
-    def _raise_stray(layout: DatasetLayout, stray: pl.DataFrame) -> None:
+    def _raise_stray(layout: DatasetLayout, stray: pl.DataFrame) -> NoReturn:
         first = stray.row(0, named=True)
         raise StoreError(
             f"{layout.dataset}: {stray.height} row(s) fall outside the listed partitions, "
@@ -554,6 +554,8 @@ class ParquetLake:
         sessions (two `is_in` each); many distinct sets take one anti join instead."""
         if tagged.is_empty():
             return
+        if not listed:
+            self._raise_stray(layout, tagged)
         symbols_of: dict[frozenset[date], list[str]] = {}
         for symbol, sessions in listed.items():
             symbols_of.setdefault(sessions, []).append(symbol)

@@ -217,6 +217,15 @@ def test_rows_outside_the_listed_partitions_raise_store_error_and_write_nothing(
     assert stored_files(lake) == []
 
 
+def test_rows_with_no_partition_listed_are_all_counted_and_nothing_is_written(
+    local_lake: ParquetLake,
+) -> None:
+    bars = make_bars(["AAPL"], JAN_2024[:3])
+    with pytest.raises(StoreError, match=r"3 row\(s\) fall outside"):
+        local_lake.write_partitions("bars_1d", bars, [])
+    assert stored_files(local_lake) == []
+
+
 def test_rows_of_an_unlisted_symbol_raise_store_error(local_lake: ParquetLake) -> None:
     bars = make_bars(["AAPL", "MSFT"], JAN_2024[:1])
     with pytest.raises(StoreError, match="'MSFT'"):
