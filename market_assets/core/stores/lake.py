@@ -182,26 +182,15 @@ def _instant(value: datetime, dtype: pl.Datetime) -> pl.Expr:
 
 
 def _validate_partitions(dataset: str, partitions: Iterable[Partition]) -> list[Partition]:
-    """Check every (symbol, session); return them de-duplicated in first-seen order.
-
-    Fast path: de-duplicate first, then validate each distinct symbol once and the sessions'
-    types in one pass; anything odd (not pairs, wrong types) takes the per-pair loop, which
-    names the offending partition."""
+    """Check every (symbol, session); return them de-duplicated in first-seen order (the
+    checks are _listed_partitions')."""
     items = list(partitions)
     try:
         unique = list(dict.fromkeys(items))
-        if not unique:
-            return unique
-        if (
-            set(map(type, unique)) == {tuple}
-            and set(map(len, unique)) == {2}
-            and set(map(type, map(itemgetter(1), unique))) == {date}
-        ):
-            validate_symbols(dict.fromkeys(map(itemgetter(0), unique)))
-            return unique
-    except (TypeError, ValueError):
-        pass
-    return _validate_each(dataset, items)
+    except TypeError:  # an unhashable member: the per-pair loop names it
+        return _validate_each(dataset, items)
+    _listed_partitions(dataset, unique)
+    return unique
 
 
 def _validate_each(dataset: str, partitions: Iterable[Partition]) -> list[Partition]:
@@ -561,12 +550,11 @@ class ParquetLake:
             symbols_of.setdefault(sessions, []).append(symbol)
         keys = tagged.select("symbol", _SESSION)
         if len(symbols_of) <= 4:
-            symbol, session = pl.col("symbol"), pl.col(_SESSION)
+            symbol = pl.col("symbol")
             inside = pl.lit(False)
             for sessions, symbols in symbols_of.items():
                 inside = inside | (
-                    symbol.is_in(pl.Series(symbols, dtype=pl.String()).implode())
-                    & session.is_in(pl.Series(sorted(sessions), dtype=pl.Date()).implode())
+                    symbol.is_in(pl.Series(symbols, dtype=pl.String()).implode()) & _among(sessions)
                 )
             outside = keys.select(inside.fill_null(False).not_().arg_true()).to_series()
         else:
